@@ -1,0 +1,65 @@
+# pefthub: `make run` and `make test` install whatever is missing, then do their job.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA ?= var
+PG_URL ?= postgres://postgres@127.0.0.1:5432/pefthub
+REDIS_URL ?= redis://127.0.0.1:6379/0
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run web worker test test-fast test-sqlite lint format bench base-model clean
+
+$(STAMP): requirements/*.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/all.txt -c requirements/constraints.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+base-model: install
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py hub_install_base_model
+
+## run: the hub on its embedded defaults (SQLite, local files, filesystem broker):
+## web on http://$(HOST):$(PORT) plus a Celery worker, with the base model installed.
+run: base-model
+	$(PY) manage.py collectstatic --noinput -v0
+	@echo "web: http://$(HOST):$(PORT)  API docs: http://$(HOST):$(PORT)/api/docs/"
+	@echo "token for user 'admin' (superuser):"; $(PY) manage.py hub_token_create admin --superuser --name make-run
+	$(PY) -m celery -A config worker -l info -Q default,evaluation -c 1 & \
+	  worker=$$!; trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
+	  $(PY) manage.py runserver $(HOST):$(PORT) --noreload
+
+## test: the whole suite on PostgreSQL + Redis (slow model tests included), then the
+## fast suite again on the SQLite default.
+test: install
+	scripts/services-up
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-sqlite
+
+test-sqlite: install
+	PEFTHUB_DATA_DIR=$$(mktemp -d) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -q -m "not slow and not postgres" -p no:cacheprovider
+
+## test-fast: the inner loop (no model loading)
+test-fast: install
+	scripts/services-up
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -q -m "not slow" -x
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install
+	scripts/services-up
+	DATABASE_URL=$(PG_URL) $(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) $(DATA)

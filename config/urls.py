@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from hub import views as hub_views
+
+urlpatterns = [
+    path("", hub_views.home, name="home"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("hub.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("healthz", hub_views.healthz, name="healthz"),
+]

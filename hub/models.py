@@ -1,0 +1,327 @@
+"""The registry: base models, namespaces, adapters, immutable versions and their blobs."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
+
+
+class TimeStamped(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        abstract = True
+
+
+class BaseModel(TimeStamped):
+    """A base model adapters are trained on; its module shapes validate every upload."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    display_name = models.CharField(max_length=200)
+    architecture = models.CharField(max_length=100)
+    revision = models.CharField(max_length=64, help_text="sha256 over the weights folder")
+    license = models.CharField(max_length=100, blank=True)
+    local_path = models.CharField(max_length=500, help_text="HF folder the workers load")
+    hidden_size = models.PositiveIntegerField()
+    num_layers = models.PositiveIntegerField()
+    num_attention_heads = models.PositiveIntegerField()
+    num_key_value_heads = models.PositiveIntegerField()
+    vocab_size = models.PositiveIntegerField()
+    # {"model.layers.0.self_attn.q_proj": ["linear", 576, 576], ...}
+    modules = models.JSONField(default=dict)
+    config = models.JSONField(default=dict, help_text="the model's config.json")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BaseModelAlias(models.Model):
+    """Another name a base model goes by, e.g. ``HuggingFaceTB/SmolLM2-135M-Instruct``."""
+
+    base_model = models.ForeignKey(BaseModel, on_delete=models.CASCADE, related_name="aliases")
+    alias = models.CharField(max_length=300)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("alias"), name="base_model_alias_unique_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return self.alias
+
+
+class Namespace(TimeStamped):
+    """A user's or an organisation's space; adapters live in one."""
+
+    name = models.CharField(max_length=96)
+    description = models.TextField(blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="namespaces"
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="namespace_name_unique_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(TimeStamped):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        WRITER = "writer"
+        READER = "reader"
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.WRITER)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "user"], name="membership_unique"),
+            models.CheckConstraint(
+                condition=Q(role__in=["owner", "writer", "reader"]), name="membership_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.namespace} ({self.role})"
+
+
+class ApiToken(TimeStamped):
+    """A bearer token. Only its sha256 is stored; the secret is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, help_text="first characters, to tell tokens apart")
+    key_hash = models.CharField(max_length=64, unique=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class TaskTag(models.Model):
+    name = models.SlugField(max_length=64, unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Adapter(TimeStamped):
+    """``namespace/name``: a line of immutable versions."""
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.PROTECT, related_name="adapters")
+    name = models.CharField(max_length=96)
+    private = models.BooleanField(default=False)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    # Denormalised so the catalog filters and sorts on the newest card in one query.
+    latest_version = models.ForeignKey(
+        "AdapterVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    version_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint("namespace", Lower("name"), name="adapter_name_unique_in_namespace_ci"),
+        ]
+        indexes = [models.Index(fields=["private", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.namespace.name}/{self.name}"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace.name}/{self.name}"
+
+
+class Blob(TimeStamped):
+    """File content, stored once under its sha256 whatever the number of versions using it."""
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    size = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(size__gte=0), name="blob_size_non_negative"),
+            models.CheckConstraint(condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="blob_sha256_hex"),
+        ]
+
+    def __str__(self) -> str:
+        return self.sha256
+
+    @property
+    def storage_key(self) -> str:
+        return f"sha256/{self.sha256[:2]}/{self.sha256[2:4]}/{self.sha256}"
+
+
+class AdapterVersion(TimeStamped):
+    """One immutable upload. Its card is typed columns, so the catalog can filter on it."""
+
+    class Method(models.TextChoices):
+        LORA = "lora", "LoRA"
+        QLORA = "qlora", "QLoRA"
+        DORA = "dora", "DoRA"
+        PROMPT_TUNING = "prompt_tuning", "Prompt tuning"
+        PREFIX_TUNING = "prefix_tuning", "Prefix tuning"
+        P_TUNING = "p_tuning", "P-tuning"
+        IA3 = "ia3", "IA³"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending evaluation"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+
+    adapter = models.ForeignKey(Adapter, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    content_hash = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status_reasons = models.JSONField(default=list, blank=True)
+    deprecated_at = models.DateTimeField(null=True, blank=True)
+    deprecation_reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+
+    # --- card: the method ---
+    peft_type = models.CharField(max_length=32, help_text="peft's own name, e.g. LORA")
+    method = models.CharField(max_length=16, choices=Method.choices, db_index=True)
+    rank = models.PositiveIntegerField(null=True, blank=True)
+    alpha = models.FloatField(null=True, blank=True)
+    target_modules = models.JSONField(default=list, blank=True)
+    num_virtual_tokens = models.PositiveIntegerField(null=True, blank=True)
+    trainable_params = models.BigIntegerField()
+    size_bytes = models.BigIntegerField(help_text="all files of the version")
+    quantization_bits = models.PositiveSmallIntegerField(null=True, blank=True)
+    quantization_type = models.CharField(max_length=32, blank=True)
+    config = models.JSONField(default=dict, help_text="adapter_config.json as validated")
+    flags = models.JSONField(default=list, blank=True)
+
+    # --- card: what it is for and where it came from ---
+    task_tags = models.ManyToManyField(TaskTag, blank=True, related_name="versions")
+    license = models.CharField(max_length=100, blank=True, db_index=True)
+    datasets = models.JSONField(default=list, blank=True)
+    training_time_seconds = models.FloatField(null=True, blank=True)
+    training_hardware = models.CharField(max_length=200, blank=True)
+    num_training_examples = models.PositiveIntegerField(null=True, blank=True)
+    training_run_url = models.URLField(max_length=500, blank=True)
+    base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="versions")
+    base_revision = models.CharField(max_length=64)
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
+    )
+    metadata = models.JSONField(default=dict, blank=True, help_text="free-form training metadata")
+    readme = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["adapter", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["adapter", "number"], name="version_number_unique"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="version_number_positive"),
+            models.CheckConstraint(
+                condition=Q(content_hash__regex=r"^[0-9a-f]{64}$"), name="version_hash_hex"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "accepted", "rejected"]),
+                name="version_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(rank__isnull=True) | Q(rank__gte=1), name="version_rank_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(trainable_params__gte=0) & Q(size_bytes__gte=0),
+                name="version_sizes_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.adapter}@v{self.number}"
+
+
+class VersionFile(models.Model):
+    version = models.ForeignKey(AdapterVersion, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=255)
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="version_files")
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "path"], name="version_file_unique_path"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class Alias(models.Model):
+    """A movable name for a version: ``latest``, ``production`` or anything the owner picks."""
+
+    adapter = models.ForeignKey(Adapter, on_delete=models.CASCADE, related_name="aliases")
+    name = models.CharField(max_length=64)
+    version = models.ForeignKey(AdapterVersion, on_delete=models.CASCADE, related_name="aliases")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["adapter", "name"], name="alias_unique_per_adapter"),
+            # Versions are addressed as v3 or 3 and by hash; an alias must not shadow them.
+            models.CheckConstraint(
+                condition=~Q(name__regex=r"^v?[0-9]+$"), name="alias_not_a_version_number"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AuditEvent(TimeStamped):
+    """What happened, by whom: the hub's append-only log (and the outbox of its events)."""
+
+    class Kind(models.TextChoices):
+        VERSION_CREATED = "version.created"
+        VERSION_DEPRECATED = "version.deprecated"
+        VERSION_STATUS = "version.status"
+        ALIAS_SET = "alias.set"
+        ALIAS_DELETED = "alias.deleted"
+        ADAPTER_CREATED = "adapter.created"
+        ADAPTER_UPDATED = "adapter.updated"
+        NAMESPACE_CREATED = "namespace.created"
+        BASE_MODEL_REGISTERED = "base_model.registered"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    version = models.ForeignKey(
+        AdapterVersion, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    adapter = models.ForeignKey(
+        Adapter, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    payload = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.created_at:%Y-%m-%d %H:%M:%S}"

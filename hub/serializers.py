@@ -1,0 +1,281 @@
+"""Serializers only translate: request input to plain values, models to JSON."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from .models import Adapter, AdapterVersion, ApiToken, BaseModel, Namespace
+from .selectors import ORDERINGS
+
+
+# --- input ---------------------------------------------------------------------------------
+class NamespaceCreateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=96)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class MemberSetIn(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=["owner", "writer", "reader"], default="writer")
+
+
+class AdapterCreateIn(serializers.Serializer):
+    namespace = serializers.CharField(max_length=96)
+    name = serializers.CharField(max_length=96)
+    private = serializers.BooleanField(default=False)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+
+
+class AdapterUpdateIn(serializers.Serializer):
+    private = serializers.BooleanField(required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+
+
+class QuantizationIn(serializers.Serializer):
+    bits = serializers.IntegerField(min_value=1, max_value=16)
+    type = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+
+
+class CardIn(serializers.Serializer):
+    """Training metadata an upload may carry (the ``metadata`` JSON field)."""
+
+    task_tags = serializers.ListField(
+        child=serializers.SlugField(max_length=64), required=False, default=list, max_length=32
+    )
+    license = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    datasets = serializers.ListField(
+        child=serializers.CharField(max_length=300), required=False, default=list, max_length=64
+    )
+    training_time_seconds = serializers.FloatField(min_value=0, required=False, allow_null=True)
+    training_hardware = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    num_training_examples = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    training_run_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
+    parent = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._-]+)?$",
+        required=False,
+        allow_null=True,
+        error_messages={"invalid": "give the parent as namespace/name@version"},
+    )
+    quantization = QuantizationIn(required=False, allow_null=True)
+    extra = serializers.DictField(required=False, default=dict)
+
+
+class VersionUploadIn(serializers.Serializer):
+    """Multipart form: ``files`` (repeatable; or one tar/zip ``archive``) plus fields."""
+
+    files = serializers.ListField(child=serializers.FileField(), required=False, default=list)
+    archive = serializers.FileField(required=False)
+    base_model = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    metadata = serializers.JSONField(
+        required=False, default=dict, binary=True, help_text="card metadata, a JSON object"
+    )
+    aliases = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, default=list, max_length=16
+    )
+
+
+class AliasSetIn(serializers.Serializer):
+    version = serializers.CharField(max_length=64, help_text="number, alias or content hash")
+
+
+class DeprecateIn(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class TokenCreateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100, default="token")
+
+
+class CatalogQueryIn(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    namespace = serializers.CharField(required=False, allow_blank=True, default="", max_length=96)
+    base_model = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
+    method = serializers.ChoiceField(
+        choices=AdapterVersion.Method.values, required=False, allow_blank=True, default=""
+    )
+    peft_type = serializers.CharField(required=False, allow_blank=True, default="", max_length=32)
+    task = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
+    license = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    status = serializers.ChoiceField(
+        choices=AdapterVersion.Status.values, required=False, allow_blank=True, default=""
+    )
+    ordering = serializers.ChoiceField(choices=list(ORDERINGS), required=False, default="-updated")
+
+
+# --- output --------------------------------------------------------------------------------
+class BaseModelOut(serializers.ModelSerializer):
+    aliases = serializers.SerializerMethodField()
+    target_modules = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BaseModel
+        fields = [
+            "name",
+            "display_name",
+            "architecture",
+            "revision",
+            "license",
+            "hidden_size",
+            "num_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "vocab_size",
+            "aliases",
+            "target_modules",
+            "created_at",
+        ]
+
+    def get_aliases(self, obj: BaseModel) -> list[str]:
+        return sorted(a.alias for a in obj.aliases.all())
+
+    def get_target_modules(self, obj: BaseModel) -> dict[str, list]:
+        """Short module names adapters may target, with ``[kind, in, out]``."""
+        short: dict[str, list] = {}
+        for full, shape in obj.modules.items():
+            short.setdefault(full.rsplit(".", 1)[-1], shape)
+        return dict(sorted(short.items()))
+
+
+class NamespaceOut(serializers.ModelSerializer):
+    class Meta:
+        model = Namespace
+        fields = ["name", "description", "created_at"]
+
+
+class CardOut(serializers.Serializer):
+    method = serializers.CharField()
+    peft_type = serializers.CharField()
+    rank = serializers.IntegerField(allow_null=True)
+    alpha = serializers.FloatField(allow_null=True)
+    target_modules = serializers.ListField(child=serializers.CharField())
+    num_virtual_tokens = serializers.IntegerField(allow_null=True)
+    trainable_params = serializers.IntegerField()
+    size_bytes = serializers.IntegerField()
+    quantization = serializers.SerializerMethodField()
+    task_tags = serializers.SerializerMethodField()
+    license = serializers.CharField()
+    datasets = serializers.ListField(child=serializers.CharField())
+    training_time_seconds = serializers.FloatField(allow_null=True)
+    training_hardware = serializers.CharField()
+    num_training_examples = serializers.IntegerField(allow_null=True)
+    lineage = serializers.SerializerMethodField()
+    flags = serializers.ListField(child=serializers.CharField())
+
+    def get_quantization(self, obj: AdapterVersion) -> dict | None:
+        if not obj.quantization_bits:
+            return None
+        return {"bits": obj.quantization_bits, "type": obj.quantization_type}
+
+    def get_task_tags(self, obj: AdapterVersion) -> list[str]:
+        return sorted(t.name for t in obj.task_tags.all())
+
+    def get_lineage(self, obj: AdapterVersion) -> dict:
+        parent = obj.parent
+        return {
+            "base_model": obj.base_model.name,
+            "base_revision": obj.base_revision,
+            "parent": f"{parent.adapter.namespace.name}/{parent.adapter.name}@v{parent.number}"
+            if parent
+            else None,
+            "training_run_url": obj.training_run_url,
+        }
+
+
+class FileOut(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField(source="blob.size")
+    sha256 = serializers.CharField(source="blob.sha256")
+
+
+class VersionOut(serializers.ModelSerializer):
+    adapter = serializers.SerializerMethodField()
+    version = serializers.IntegerField(source="number")
+    card = serializers.SerializerMethodField()
+    files = FileOut(many=True)
+    aliases = serializers.SerializerMethodField()
+    deprecated = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AdapterVersion
+        fields = [
+            "id",
+            "adapter",
+            "version",
+            "content_hash",
+            "status",
+            "status_reasons",
+            "deprecated",
+            "deprecated_at",
+            "deprecation_reason",
+            "created_at",
+            "card",
+            "aliases",
+            "files",
+            "metadata",
+            "readme",
+            "config",
+        ]
+
+    def get_adapter(self, obj: AdapterVersion) -> str:
+        return f"{obj.adapter.namespace.name}/{obj.adapter.name}"
+
+    def get_card(self, obj: AdapterVersion) -> dict:
+        return CardOut(obj).data
+
+    def get_aliases(self, obj: AdapterVersion) -> list[str]:
+        return sorted(a.name for a in obj.aliases.all())
+
+    def get_deprecated(self, obj: AdapterVersion) -> bool:
+        return obj.deprecated_at is not None
+
+
+class VersionSummaryOut(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="number")
+    card = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AdapterVersion
+        fields = ["id", "version", "content_hash", "status", "deprecated_at", "created_at", "card"]
+
+    def get_card(self, obj: AdapterVersion) -> dict:
+        return CardOut(obj).data
+
+
+class AdapterOut(serializers.ModelSerializer):
+    namespace = serializers.CharField(source="namespace.name")
+    full_name = serializers.CharField()
+    latest = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Adapter
+        fields = [
+            "full_name",
+            "namespace",
+            "name",
+            "private",
+            "description",
+            "version_count",
+            "created_at",
+            "updated_at",
+            "latest",
+        ]
+
+    def get_latest(self, obj: Adapter) -> dict | None:
+        version = obj.latest_version
+        if version is None:
+            return None
+        # The version's adapter is this one; avoid a query per row for the lineage.
+        version.adapter = obj
+        return VersionSummaryOut(version).data
+
+
+class AliasOut(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.IntegerField(source="version.number")
+    updated_at = serializers.DateTimeField()
+
+
+class TokenOut(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]

@@ -1,0 +1,43 @@
+"""Plain data describing a base model, shared by validation and the registry.
+
+Kept free of Django and torch so the validators can be unit-tested on their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModuleShape:
+    """A module adapters may target.
+
+    ``kind`` is ``"linear"`` (``in_features`` -> ``out_features``) or ``"embedding"``
+    (``in_features`` = num_embeddings, ``out_features`` = embedding_dim), mirroring how
+    peft shapes LoRA A/B matrices for each.
+    """
+
+    kind: str
+    in_features: int
+    out_features: int
+
+
+@dataclass(frozen=True)
+class BaseModelSpec:
+    """What the hub knows about a base model: enough to check any adapter against it."""
+
+    name: str
+    architecture: str
+    hidden_size: int
+    num_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    vocab_size: int
+    # Full module names as in ``model.named_modules()`` of the causal-LM
+    # (``model.layers.0.self_attn.q_proj``), i.e. without peft's ``base_model.model.``.
+    modules: dict[str, ModuleShape] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads

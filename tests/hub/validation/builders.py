@@ -1,0 +1,87 @@
+"""Helpers that build uploads for the validation tests (real peft output, or crafted bytes)."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hub.specs import BaseModelSpec
+from hub.validation import UploadLimits, ValidatedAdapter, validate_adapter
+from hub.validation.files import DEFAULT_LIMITS
+
+CONFIG = "adapter_config.json"
+WEIGHTS = "adapter_model.safetensors"
+DELETE = object()  # with_config(key=DELETE) removes the key
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An adapter upload as the hub receives it: file names -> bytes."""
+
+    blobs: dict[str, bytes]
+    peft_trainable: int | None = field(default=None, compare=False)  # peft's own count
+
+    @classmethod
+    def from_dir(cls, path: Path, peft_trainable: int | None = None) -> Upload:
+        return cls({p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}, peft_trainable)
+
+    def files(self) -> dict[str, io.BytesIO]:
+        return {name: io.BytesIO(data) for name, data in self.blobs.items()}
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(data) for name, data in self.blobs.items()}
+
+    def validate(self, base: BaseModelSpec, limits: UploadLimits = DEFAULT_LIMITS) -> ValidatedAdapter:
+        return validate_adapter(self.files(), self.sizes(), base, limits)
+
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.blobs[CONFIG])
+
+    def with_config(self, **changes: Any) -> Upload:
+        config = self.config()
+        for key, value in changes.items():
+            if value is DELETE:
+                config.pop(key, None)
+            else:
+                config[key] = value
+        return self.with_file(CONFIG, json.dumps(config).encode())
+
+    def with_file(self, name: str, data: bytes) -> Upload:
+        return Upload({**self.blobs, name: data}, self.peft_trainable)
+
+    def without(self, name: str) -> Upload:
+        return Upload({k: v for k, v in self.blobs.items() if k != name}, self.peft_trainable)
+
+    def header(self) -> dict[str, Any]:
+        data = self.blobs[WEIGHTS]
+        (n,) = struct.unpack("<Q", data[:8])
+        return json.loads(data[8 : 8 + n])
+
+    def data_section(self) -> bytes:
+        data = self.blobs[WEIGHTS]
+        (n,) = struct.unpack("<Q", data[:8])
+        return data[8 + n :]
+
+
+def raw_safetensors(header: dict[str, Any], data: bytes) -> bytes:
+    """Serialize a header exactly as given (no checks), followed by ``data``."""
+    encoded = json.dumps(header).encode()
+    return struct.pack("<Q", len(encoded)) + encoded + data
+
+
+def tensors_bytes(tensors: dict[str, Any]) -> bytes:
+    """A well-formed safetensors file from torch tensors."""
+    from safetensors.torch import save
+
+    return save({name: t.contiguous() for name, t in tensors.items()})
+
+
+def renamed(upload: Upload, old: str, new: str) -> Upload:
+    """Rename one tensor in the weights file, keeping its data."""
+    header = upload.header()
+    header[new] = header.pop(old)
+    return upload.with_file(WEIGHTS, raw_safetensors(header, upload.data_section()))

@@ -1,0 +1,73 @@
+"""Helpers the tests share: upload a folder the way a training job would."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+
+def folder_files(folder: Path, **overrides: bytes | None) -> dict[str, bytes]:
+    """The files of a peft output folder, with some replaced (bytes) or dropped (None)."""
+    files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    for name, content in overrides.items():
+        name = name.replace("__", ".")
+        if content is None:
+            files.pop(name, None)
+        else:
+            files[name] = content
+    return files
+
+
+def upload(client, adapter: str, files: dict[str, bytes], **fields):
+    """POST a multipart upload of ``files`` to ``adapter`` (namespace/name)."""
+    data: dict = {
+        "files": [SimpleUploadedFile(name, content) for name, content in files.items()],
+    }
+    for key, value in fields.items():
+        data[key] = json.dumps(value) if key == "metadata" and not isinstance(value, str) else value
+    return client.post(f"/api/v1/adapters/{adapter}/versions/", data, format="multipart")
+
+
+def upload_archive(client, adapter: str, name: str, content: bytes, **fields):
+    data = {"archive": SimpleUploadedFile(name, content), **fields}
+    return client.post(f"/api/v1/adapters/{adapter}/versions/", data, format="multipart")
+
+
+def edit_config(folder: Path, **changes) -> bytes:
+    config = json.loads((folder / "adapter_config.json").read_text())
+    for key, value in changes.items():
+        if value is ...:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    return json.dumps(config).encode()
+
+
+def tar_bytes(entries: dict[str, bytes], *, gz: bool = True, links: dict[str, str] | None = None) -> bytes:
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz" if gz else "w") as archive:
+        for name, content in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            archive.addfile(info)
+    return buffer.getvalue()
+
+
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
