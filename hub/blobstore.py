@@ -64,3 +64,20 @@ def blob_iter(sha256: str, start: int = 0, length: int | None = None) -> Iterato
             if remaining is not None:
                 remaining -= len(chunk)
             yield chunk
+
+
+def blob_keys() -> Iterator[str]:
+    """Every sha256 that has content in the store (walks the two-level fan-out)."""
+    root = "sha256"
+    if not default_storage.exists(root):
+        return
+    firsts, _ = default_storage.listdir(root)
+    for first in firsts:
+        seconds, _ = default_storage.listdir(f"{root}/{first}")
+        for second in seconds:
+            _, names = default_storage.listdir(f"{root}/{first}/{second}")
+            yield from (n for n in names if len(n) == 64)
+
+
+def blob_modified(sha256: str):
+    return default_storage.get_modified_time(blob_key(sha256))

@@ -8,6 +8,7 @@ broker message can be found and replayed.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from django.conf import settings
@@ -24,13 +25,26 @@ def task_names(event: str) -> list[str]:
     return list(settings.PEFTHUB_EVENT_TASKS.get(event, []))
 
 
+@functools.cache
+def _registered_tasks() -> dict:
+    """The tasks this process can run, after Celery's autodiscovery of ``<app>.tasks``.
+
+    A web process never starts a worker, so autodiscovery has not run there; running it
+    once lets eager mode (tests, a single-process setup) call tasks in-process.
+    """
+    from config.celery_app import app
+
+    app.loader.import_default_modules()
+    return app.tasks
+
+
 def deliver(event: str, version_id: int) -> None:
     """Send the event to every task subscribed to it (now, not on commit)."""
     from config.celery_app import app
 
     for name in task_names(event):
         try:
-            task = app.tasks.get(name)
+            task = _registered_tasks().get(name)
             if task is not None:
                 task.apply_async(args=[version_id])  # honours eager mode in tests
             else:

@@ -241,3 +241,44 @@ def version_resolve(*, adapter: Adapter, ref: str) -> AdapterVersion:
 
 def version_list(*, adapter: Adapter) -> QuerySet[AdapterVersion]:
     return version_queryset().filter(adapter=adapter).order_by("-number")
+
+
+# --- the Hugging Face Hub protocol (hub.hfapi) ---------------------------------------------
+HF_DEFAULT_REVISION = "main"
+HF_COMMIT_LENGTH = 40
+
+
+def version_commit_sha(version: AdapterVersion) -> str:
+    """The version's commit id for HF clients: the first 40 hex digits of its content hash.
+
+    huggingface_hub treats exactly 40 lowercase hex digits as an immutable commit
+    (``REGEX_COMMIT_HASH``): it names snapshot folders after it and skips the revision
+    lookup for it. A content-hash prefix is such an id, and :func:`version_resolve_hf`
+    maps it back (``version_resolve`` accepts hash prefixes).
+    """
+    return version.content_hash[:HF_COMMIT_LENGTH]
+
+
+def version_resolve_hf(*, adapter: Adapter, revision: str) -> AdapterVersion:
+    """A version for an HF client's revision.
+
+    Whatever :func:`version_resolve` accepts, plus ``main`` (the branch HF clients default
+    to) for the ``latest`` alias unless an alias is itself named ``main``, and a content
+    hash (or prefix) that several versions share (older files uploaded again) for the
+    newest of them: same hash, same files.
+    """
+    try:
+        return version_resolve(adapter=adapter, ref=revision)
+    except NotFound:
+        if revision == HF_DEFAULT_REVISION:
+            latest = Alias.objects.filter(adapter=adapter, name="latest").values_list("version_id", flat=True)
+            version = version_queryset().filter(pk__in=latest).first()
+        elif _HASH_PREFIX.match(revision):
+            same = version_queryset().filter(adapter=adapter, content_hash__startswith=revision)
+            hashes = list(same.order_by().values_list("content_hash", flat=True).distinct()[:2])
+            version = same.order_by("-number").first() if len(hashes) == 1 else None
+        else:
+            version = None
+        if version is None:
+            raise
+        return version

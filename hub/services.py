@@ -474,6 +474,36 @@ def adapter_version_set_status(*, version: AdapterVersion, status: str, reasons:
     return version
 
 
+# --- storage maintenance ------------------------------------------------------------------
+def blobs_collect_garbage(*, grace_seconds: int = 3600, dry_run: bool = False) -> list[str]:
+    """Delete blob content no version uses: rows left by deleted versions, and files left
+    by an upload whose transaction was rolled back by a caller after the service returned.
+
+    Only content older than ``grace_seconds`` goes, so an upload in flight is never hit.
+    Returns the hashes removed (or that would be, with ``dry_run``).
+    """
+    cutoff = timezone.now() - timezone.timedelta(seconds=grace_seconds)
+    unused_rows = set(
+        Blob.objects.filter(version_files__isnull=True, created_at__lt=cutoff).values_list("sha256", flat=True)
+    )
+    known = set(Blob.objects.values_list("sha256", flat=True))
+    stray_files = {
+        sha
+        for sha in blobstore.blob_keys()
+        if sha not in known and blobstore.blob_modified(sha) < cutoff
+    }
+    removed = sorted(unused_rows | stray_files)
+    if not dry_run:
+        for sha in removed:
+            with transaction.atomic():
+                if sha in unused_rows:
+                    deleted, _ = Blob.objects.filter(sha256=sha, version_files__isnull=True).delete()
+                    if not deleted:
+                        continue  # a new upload took it meanwhile
+                blobstore.blob_delete(sha)
+    return removed
+
+
 __all__ = [
     "CardInput",
     "adapter_create",
@@ -486,6 +516,7 @@ __all__ = [
     "api_token_create",
     "api_token_revoke",
     "base_model_register",
+    "blobs_collect_garbage",
     "membership_set",
     "namespace_create",
 ]

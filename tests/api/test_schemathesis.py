@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
@@ -26,7 +28,13 @@ def api_schema(tiny_base, alice, alice_client, bob, lora_dir):
 
     alice_client.post("/api/v1/adapters/", {"namespace": "alice", "name": "fuzz"}, format="json")
     assert upload(alice_client, "alice/fuzz", folder_files(lora_dir)).status_code == 201
-    return schemathesis.openapi.from_wsgi("/api/schema/", application)
+    # Like Django's own test client: a request must not close the test's connection
+    # (it is inside the test transaction, which Django would take for a stale one).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield schemathesis.openapi.from_wsgi("/api/schema/", application)
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 def _operations(schema):

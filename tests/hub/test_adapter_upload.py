@@ -404,3 +404,37 @@ def test_failure_while_storing_leaves_no_blob(
     with pytest.raises(RuntimeError):
         upload(alice_client, adapter, folder_files(lora_dir))
     _assert_nothing_kept(blob_dir, upload_tmp_dir)
+
+
+def test_garbage_collection_removes_only_unused_content(alice, alice_client, adapter, lora_dir, blob_dir):
+    """A caller's outer transaction rolled back after blobs were written: gc cleans up."""
+    import io
+
+    from django.db import transaction
+
+    from hub import services
+    from hub.models import Adapter
+
+    kept = upload(alice_client, adapter, folder_files(lora_dir)).json()
+    stray_readme = b"# stray\n"
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        files = {n: io.BytesIO(c) for n, c in folder_files(lora_dir, README__md=stray_readme).items()}
+        services.adapter_version_create(
+            adapter=Adapter.objects.get(name="support-bot"),
+            user=alice,
+            files=files,
+            sizes={n: len(f.getvalue()) for n, f in files.items()},
+            card=services.CardInput(),
+        )
+        raise Abort
+    before = {p.name for p in blob_dir.rglob("*") if p.is_file()}
+    assert len(before) == len(kept["files"]) + 1  # the stray README's content
+    assert services.blobs_collect_garbage(grace_seconds=3600) == []  # too young to touch
+    removed = services.blobs_collect_garbage(grace_seconds=0)
+    assert len(removed) == 1
+    after = {p.name for p in blob_dir.rglob("*") if p.is_file()}
+    assert after == {f["sha256"] for f in kept["files"]}

@@ -1,0 +1,31 @@
+"""Gunicorn settings of the pefthub web role (``docker/entrypoint.sh web``).
+
+Each value can be changed from the environment without rebuilding: the variables read
+below, or any gunicorn flag in ``GUNICORN_CMD_ARGS`` (which gunicorn applies on top of this
+file, e.g. ``GUNICORN_CMD_ARGS="--log-level debug"``).
+"""
+
+import os
+
+bind = [f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
+
+# The web role waits on I/O: uploads stream to disk, downloads stream from storage, and
+# the heavy work runs in the Celery worker. Threads carry the concurrency; a few processes
+# use the cores for validation (peft is imported lazily, on the first upload, by each one).
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+
+# An upload may be up to PEFTHUB_MAX_UPLOAD_BYTES (1 GiB by default); over a slow link
+# that takes minutes, and a worker must not be killed half-way through one.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "600"))
+# On stop, requests in flight get this long to finish (compose's stop_grace_period is longer).
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "90"))
+keepalive = 5
+
+# The heartbeat file: in memory rather than on the container's overlay filesystem.
+worker_tmp_dir = "/dev/shm"
+
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()

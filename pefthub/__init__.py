@@ -1,0 +1,60 @@
+"""pefthub: push PEFT adapters to a pefthub hub, pull them back, follow their evaluation.
+
+    import pefthub
+    pefthub.push("./out", "acme/support-bot")            # token from PEFTHUB_TOKEN or `pefthub login`
+    trainer.add_callback(pefthub.PefthubCallback("acme/support-bot", push_on_save=True))
+
+``import pefthub`` stays light: :class:`PefthubCallback` imports transformers only when
+it is first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+from .client import Client, EvaluationStatus, PullResult, PushResult, RepoId, parse_repo, pull, push  # noqa: E402
+from .errors import (  # noqa: E402
+    AuthenticationError,
+    ConflictError,
+    ConnectionFailed,
+    InvalidRequestError,
+    NotFoundError,
+    PefthubError,
+    PermissionDeniedError,
+    ServerError,
+    UploadRejectedError,
+)
+
+if TYPE_CHECKING:
+    from .callback import PefthubCallback
+
+__all__ = [
+    "AuthenticationError",
+    "Client",
+    "ConflictError",
+    "ConnectionFailed",
+    "EvaluationStatus",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PefthubCallback",
+    "PefthubError",
+    "PermissionDeniedError",
+    "PullResult",
+    "PushResult",
+    "RepoId",
+    "ServerError",
+    "UploadRejectedError",
+    "parse_repo",
+    "pull",
+    "push",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PefthubCallback":
+        from .callback import PefthubCallback
+
+        return PefthubCallback
+    raise AttributeError(f"module 'pefthub' has no attribute {name!r}")
