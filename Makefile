@@ -29,7 +29,8 @@ base-model: install
 run: base-model
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "web: http://$(HOST):$(PORT)  API docs: http://$(HOST):$(PORT)/api/docs/"
-	@echo "token for user 'admin' (superuser):"; $(PY) manage.py hub_token_create admin --superuser --name make-run
+	@echo "API token for user 'demo' (superuser, namespace 'demo'):"
+	@$(PY) manage.py hub_token_create demo --superuser --name make-run
 	$(PY) -m celery -A config worker -l info -Q default,evaluation -c 1 & \
 	  worker=$$!; trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
 	  $(PY) manage.py runserver $(HOST):$(PORT) --noreload

@@ -48,6 +48,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.http import content_disposition_header, urlencode
+from django.views.decorators.csrf import csrf_exempt
 
 from . import selectors
 from .api_errors import _header_safe
@@ -114,6 +115,8 @@ def _unauthorized(message: str) -> JsonResponse:
 def hf_view(view):
     """GET and HEAD only; authenticate; turn hub errors into HF-shaped ones."""
 
+    # Exempt so that other methods get this 405, not the CSRF page: nothing here writes.
+    @csrf_exempt
     @wraps(view)
     def wrapper(request: HttpRequest, **kwargs) -> HttpResponse:
         if request.method not in ("GET", "HEAD"):
@@ -223,9 +226,7 @@ def _hf_date(moment: datetime) -> str:
 
 def _model_info(adapter: Adapter, version: AdapterVersion | None) -> dict:
     info: dict[str, Any] = {
-        "_id": str(adapter.pk),
         "id": adapter.full_name,
-        "modelId": adapter.full_name,
         "author": adapter.namespace.name,
         "sha": None,
         "lastModified": _hf_date(adapter.updated_at),
@@ -238,7 +239,6 @@ def _model_info(adapter: Adapter, version: AdapterVersion | None) -> dict:
         "library_name": "peft",
         "tags": ["peft"],
         "siblings": [],
-        "spaces": [],
     }
     if version is None:
         return info

@@ -228,9 +228,12 @@ def version_resolve(*, adapter: Adapter, ref: str) -> AdapterVersion:
         if alias is not None:
             version = qs.get(pk=alias)
     if version is None and _HASH_PREFIX.match(ref):
-        hits = list(qs.filter(content_hash__startswith=ref)[:2])
-        if len(hits) == 1:
-            version = hits[0]
+        # Older files uploaded again make a newer version with the same hash: same files,
+        # so the newest stands for them. A prefix of two different hashes is ambiguous.
+        same = qs.filter(content_hash__startswith=ref)
+        hashes = list(same.order_by().values_list("content_hash", flat=True).distinct()[:2])
+        if len(hashes) == 1:
+            version = same.order_by("-number").first()
     if version is None:
         raise NotFound(
             f"{adapter.full_name} has no version `{ref}`: use a number (3 or v3), an alias or a content hash",
@@ -263,9 +266,7 @@ def version_resolve_hf(*, adapter: Adapter, revision: str) -> AdapterVersion:
     """A version for an HF client's revision.
 
     Whatever :func:`version_resolve` accepts, plus ``main`` (the branch HF clients default
-    to) for the ``latest`` alias unless an alias is itself named ``main``, and a content
-    hash (or prefix) that several versions share (older files uploaded again) for the
-    newest of them: same hash, same files.
+    to) for the ``latest`` alias unless an alias is itself named ``main``.
     """
     try:
         return version_resolve(adapter=adapter, ref=revision)
@@ -273,10 +274,6 @@ def version_resolve_hf(*, adapter: Adapter, revision: str) -> AdapterVersion:
         if revision == HF_DEFAULT_REVISION:
             latest = Alias.objects.filter(adapter=adapter, name="latest").values_list("version_id", flat=True)
             version = version_queryset().filter(pk__in=latest).first()
-        elif _HASH_PREFIX.match(revision):
-            same = version_queryset().filter(adapter=adapter, content_hash__startswith=revision)
-            hashes = list(same.order_by().values_list("content_hash", flat=True).distinct()[:2])
-            version = same.order_by("-number").first() if len(hashes) == 1 else None
         else:
             version = None
         if version is None:

@@ -131,6 +131,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 PEFTHUB_MAX_FILE_BYTES = env.int("PEFTHUB_MAX_FILE_BYTES", default=512 * 1024**2)
 PEFTHUB_MAX_UPLOAD_BYTES = env.int("PEFTHUB_MAX_UPLOAD_BYTES", default=1024**3)
 PEFTHUB_MAX_HEADER_BYTES = env.int("PEFTHUB_MAX_HEADER_BYTES", default=16 * 1024**2)
+# Entries per page of the HF-compatible tree listing (clients follow the Link header).
+PEFTHUB_HF_TREE_PAGE_SIZE = env.int("PEFTHUB_HF_TREE_PAGE_SIZE", default=1000)
 # Celery task names each hub event is delivered to (after commit, with the version id).
 # The hub only knows the names; the evaluator and serving apps register the tasks.
 PEFTHUB_EVENT_TASKS = {
@@ -175,7 +177,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+    }
+else:
+    # Redis/SQS redeliver an unacknowledged task after this long; with acks_late it must
+    # exceed the longest task (evaluations), or a slow job would run twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600)
     }
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_ACKS_LATE = True

@@ -157,3 +157,14 @@ def test_schema_and_docs_are_served(anon_client, db):
     assert docs.status_code == 200
     assert b"swagger" in docs.content.lower()
     assert b"cdn." not in docs.content  # served from our own static files
+
+
+def test_hash_shared_by_a_reupload_resolves_to_the_newest(catalog, lora_dir, lora_dir_2):
+    """v1's files pushed again after v2 become v3, with v1's hash: the hash names v3."""
+    upload(catalog, "alice/support-bot", folder_files(lora_dir_2))
+    third = upload(catalog, "alice/support-bot", folder_files(lora_dir))
+    assert third.status_code == 201
+    assert third.json()["version"] == 3
+    digest = third.json()["content_hash"]
+    resolved = catalog.get(f"/api/v1/adapters/alice/support-bot/versions/{digest[:10]}/")
+    assert resolved.json()["version"] == 3

@@ -123,6 +123,21 @@ def test_snapshot_download_by_number_alias_or_hash(hub, support_bot, lora_dir, l
     assert Path(folder).name == _sha40(support_bot[number])
 
 
+def test_a_version_uploaded_again_shares_its_commit(hub, support_bot, alice_client, lora_dir):
+    """v3 has v1's files: same content hash, so same commit, and both still download."""
+    from huggingface_hub import snapshot_download
+
+    response = upload(alice_client, REPO, folder_files(lora_dir))
+    assert response.status_code == 201
+    assert response.json()["content_hash"] == support_bot[1]["content_hash"]
+    for revision in ("v3", "v1"):
+        folder = snapshot_download(
+            REPO, revision=revision, cache_dir=hub.cache, endpoint=hub.url, token=False
+        )
+        assert Path(folder).name == _sha40(support_bot[1])
+        assert _read_folder(Path(folder)) == folder_files(lora_dir)
+
+
 def test_hf_hub_download_one_file_into_the_cache(hub, support_bot, lora_dir_2):
     from huggingface_hub import hf_hub_download
 
@@ -206,6 +221,12 @@ def test_range_requests(hub, support_bot, lora_dir, range_header, status, part):
         first = range(len(content))[part][0]
         last = first + len(content[part]) - 1
         assert response.headers["Content-Range"] == f"bytes {first}-{last}/{len(content)}"
+
+
+def test_the_protocol_only_reads(hub, support_bot):
+    response = requests.post(hub.file_url("v1", "adapter_config.json"), timeout=30)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
 
 
 def test_unsatisfiable_range_is_416(hub, support_bot, lora_dir):
@@ -357,7 +378,9 @@ def test_private_adapter_needs_a_members_token(hub, support_bot, alice, bob, lor
 
     # A token the hub does not know (say, a huggingface.co one) is a 401, not "not found".
     with pytest.raises(HfHubHTTPError) as bad:
-        hf_hub_download(REPO, "README.md", token="hf_not_a_hub_token", force_download=True, **common)
+        hf_hub_download(
+            REPO, "README.md", token="hf_not_a_hub_token", cache_dir=hub.cache / "empty", endpoint=hub.url
+        )
     assert not isinstance(bad.value, RepositoryNotFoundError)
     assert bad.value.response.status_code == 401
 
