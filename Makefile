@@ -12,10 +12,11 @@ PORT ?= 8000
 
 .PHONY: install run web worker test test-fast test-sqlite lint format bench base-model clean
 
-$(STAMP): requirements/*.txt
+$(STAMP): requirements/*.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements/all.txt -c requirements/constraints.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .   # the `pefthub` client and CLI
 	touch $(STAMP)
 
 install: $(STAMP)

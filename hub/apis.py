@@ -7,6 +7,7 @@ from contextlib import ExitStack
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.handlers.wsgi import LimitedStream
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -153,8 +154,10 @@ class VersionListApi(APIView):
         """Upload a version: the files peft's ``save_pretrained`` wrote (or one tar/zip)."""
         adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
         selectors.require_write(user=request.user, namespace=adapter.namespace)
+        uploads = request.FILES
+        _require_complete_body(request)
         form = {
-            "files": request.FILES.getlist("files"),
+            "files": uploads.getlist("files"),
             "base_model": request.data.get("base_model", ""),
             "aliases": request.data.getlist("aliases") if hasattr(request.data, "getlist") else [],
         }
@@ -195,6 +198,21 @@ class VersionListApi(APIView):
         version = selectors.version_resolve(adapter=adapter, ref=str(version.number))
         return Response(
             VersionOut(version).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+def _require_complete_body(request: Request) -> None:
+    """Refuse a body shorter than its Content-Length.
+
+    Django's multipart parser takes whatever arrived before the connection dropped, so a
+    cut upload could otherwise be stored without its last files.
+    """
+    stream = getattr(request._request, "_stream", None)
+    if isinstance(stream, LimitedStream) and stream._pos < stream.limit:
+        raise UploadRejected(
+            f"the upload was cut short: {stream._pos} of {stream.limit} bytes arrived; send it again",
+            code="upload_incomplete",
+            status_code=400,
         )
 
 

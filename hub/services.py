@@ -484,13 +484,13 @@ def blobs_collect_garbage(*, grace_seconds: int = 3600, dry_run: bool = False) -
     """
     cutoff = timezone.now() - timezone.timedelta(seconds=grace_seconds)
     unused_rows = set(
-        Blob.objects.filter(version_files__isnull=True, created_at__lt=cutoff).values_list("sha256", flat=True)
+        Blob.objects.filter(version_files__isnull=True, created_at__lt=cutoff).values_list(
+            "sha256", flat=True
+        )
     )
     known = set(Blob.objects.values_list("sha256", flat=True))
     stray_files = {
-        sha
-        for sha in blobstore.blob_keys()
-        if sha not in known and blobstore.blob_modified(sha) < cutoff
+        sha for sha in blobstore.blob_keys() if sha not in known and blobstore.blob_modified(sha) < cutoff
     }
     removed = sorted(unused_rows | stray_files)
     if not dry_run:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .client import Client, EvaluationStatus, PullResult, PushResult, RepoId, parse_repo, pull, push  # noqa: E402
-from .errors import (  # noqa: E402
+from .client import Client, EvaluationStatus, PullResult, PushResult, RepoId, parse_repo, pull, push
+from .errors import (
     AuthenticationError,
     ConflictError,
     ConnectionFailed,

@@ -39,8 +39,9 @@ class PefthubCallback(TrainerCallback):
     ``token`` and ``endpoint`` default as for :class:`pefthub.Client`. ``base_model``
     names the registered base model when the adapter's ``base_model_name_or_path`` is
     a local path. ``metadata`` is merged into the card (yours wins over what the
-    callback records; ``extra`` is merged key by key). Only the main process pushes.
-    ``pushed`` lists the results, checkpoints first.
+    callback records; ``extra`` is merged key by key). Only the main process pushes,
+    and prints each version and its address unless ``quiet``. ``pushed`` lists the
+    results, checkpoints first.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class PefthubCallback(TrainerCallback):
         aliases: Sequence[str] = (),
         private: bool = False,
         progress: bool | None = None,
+        quiet: bool = False,
         client: Client | None = None,
     ) -> None:
         rid = parse_repo(repo)
@@ -70,6 +72,7 @@ class PefthubCallback(TrainerCallback):
         self._token = token
         self._endpoint = endpoint
         self._progress = progress
+        self.quiet = quiet
         self.pushed: list[PushResult] = []
         self._started: float | None = None
         self._num_examples: int | None = None
@@ -184,7 +187,8 @@ class PefthubCallback(TrainerCallback):
             private=self.private,
         )
         self.pushed.append(result)
-        log.info("%s", result.summary())
+        if not self.quiet:
+            print(result.summary(), flush=True)
         return result
 
 

@@ -102,7 +102,10 @@ class PushResult:
         if self.created:
             what = "new version"
         elif self.tries > 1:
-            what = "stored: an earlier try got through before its connection dropped, or the files equal the newest version"
+            what = (
+                "stored: an earlier try got through before its connection dropped, "
+                "or the files equal the newest version"
+            )
         else:
             what = "unchanged: same files as the newest version"
         return (
@@ -241,7 +244,9 @@ class Client:
         self.backoff = backoff
         self.progress = progress
         self._session = session or requests.Session()
-        self._session.headers["User-Agent"] = f"pefthub-client/{__version__} {requests.utils.default_user_agent()}"
+        self._session.headers["User-Agent"] = (
+            f"pefthub-client/{__version__} {requests.utils.default_user_agent()}"
+        )
         if self.token:
             self._session.headers["Authorization"] = f"Bearer {self.token}"
 
@@ -294,7 +299,11 @@ class Client:
                     timeout=self.timeout,
                     stream=stream,
                 )
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
                 if attempt < tries:
                     self._wait(attempt, tries, f"{method} {url}: {_reason(exc)}")
                     continue

@@ -116,4 +116,3 @@ class MultipartBody:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
-

@@ -17,6 +17,7 @@ if not DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
 
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": env.str(
-            "PEFTHUB_TEST_DB_NAME", default=f"test_{DATABASES['default']['NAME']}_{os.getpid()}"  # noqa: F405
+            "PEFTHUB_TEST_DB_NAME",
+            default=f"test_{DATABASES['default']['NAME']}_{os.getpid()}",  # noqa: F405
         )
     }

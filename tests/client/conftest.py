@@ -32,9 +32,7 @@ def cli_env(hub, alice, tmp_path) -> dict[str, str]:
     """Environment for a CLI subprocess: the live hub, alice's token, an empty home."""
     home = tmp_path / "home"
     home.mkdir()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PEFTHUB_", "XDG_CONFIG_HOME", "DJANGO"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PEFTHUB_", "XDG_CONFIG_HOME", "DJANGO"))}
     env.update(
         PEFTHUB_ENDPOINT=hub,
         PEFTHUB_TOKEN=alice.token,

@@ -16,6 +16,7 @@ itself after ``lifetime`` seconds, so a failing test cannot leave it running.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import select
 import socket
@@ -98,10 +99,8 @@ class CuttingProxy:
             self._pump(client, upstream)
         finally:
             for sock in (client, upstream):
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass
 
     def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
         seen = bytearray()  # the client's bytes until the upload's headers are complete
@@ -152,10 +151,8 @@ class CuttingProxy:
 
     def _finish_cut(self, upstream: socket.socket) -> None:
         """The server gets end-of-stream, handles what it got; the client hears nothing."""
-        try:
+        with contextlib.suppress(OSError):
             upstream.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
         upstream.settimeout(30)
         try:
             self._record(upstream.recv(65536))

@@ -110,7 +110,10 @@ def test_status_shows_the_verdict_and_says_evaluation_is_not_reported(client, lo
     assert lines[0] == "alice/bot v1: pending"
     assert lines[1].startswith("evaluation: not started; this hub does not report evaluation progress yet")
     assert lines[-1] == f"url: {client.endpoint}/api/v1/adapters/alice/bot/versions/1/"
-    assert rejected.stdout.splitlines()[:2] == ["alice/bot v1: rejected", "  - worse than the RAG baseline on qa"]
+    assert rejected.stdout.splitlines()[:2] == [
+        "alice/bot v1: rejected",
+        "  - worse than the RAG baseline on qa",
+    ]
     assert json.loads(as_json.stdout)["status"] == "rejected"
     assert (status.status, status.reasons, status.evaluation) == (
         "rejected",
@@ -150,7 +153,10 @@ def test_login_saves_the_token_and_whoami_uses_it(alice, cli_env, tmp_path):
     assert saved.read_text().strip() == alice.token
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     assert after.stdout.splitlines() == ["alice", "  alice (owner)"]
-    assert json.loads(as_json.stdout) == {"username": "alice", "namespaces": [{"name": "alice", "role": "owner"}]}
+    assert json.loads(as_json.stdout) == {
+        "username": "alice",
+        "namespaces": [{"name": "alice", "role": "owner"}],
+    }
 
 
 def test_login_refuses_a_bad_token_and_saves_nothing(alice, cli_env, tmp_path):

@@ -77,9 +77,12 @@ def test_unavailable_hub_is_retried(hub, alice, lora_dir):
 
 
 def test_no_retries_left_raises_connection_failed(hub, alice, lora_dir):
-    with CuttingProxy(hub, "response") as proxy, _client(proxy.url, alice.token, retries=0) as client:
-        with pytest.raises(pefthub.ConnectionFailed, match=f"could not reach the hub at {proxy.url}"):
-            client.push(lora_dir, "alice/flaky")
+    with (
+        CuttingProxy(hub, "response") as proxy,
+        _client(proxy.url, alice.token, retries=0) as client,
+        pytest.raises(pefthub.ConnectionFailed, match=f"could not reach the hub at {proxy.url}"),
+    ):
+        client.push(lora_dir, "alice/flaky")
 
     # The hub did store it; pushing again hands it back.
     assert versions_of("alice/flaky") == [1]
