@@ -24,6 +24,7 @@ install: $(STAMP)
 base-model: install
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py hub_install_base_model
+	$(PY) manage.py evaluator_install_suites
 
 ## run: the hub on its embedded defaults (SQLite, local files, filesystem broker):
 ## web on http://$(HOST):$(PORT) plus a Celery worker, with the base model installed.

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", hub_views.home, name="home"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("hub.urls")),
+    path("api/v1/", include("evaluator.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", hub_views.healthz, name="healthz"),

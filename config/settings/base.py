@@ -143,6 +143,14 @@ PEFTHUB_EVENT_TASKS = {
     ),
 }
 
+# --- Evaluation -------------------------------------------------------------------------
+PEFTHUB_EVAL_BACKEND = env.str("PEFTHUB_EVAL_BACKEND", default="hf")
+PEFTHUB_EVAL_BATCH_SIZE = env.int("PEFTHUB_EVAL_BATCH_SIZE", default=8)
+PEFTHUB_EVAL_SEED = env.int("PEFTHUB_EVAL_SEED", default=1234)
+# Questions per task (None: all). Only for quick looks: scores from a limit are partial.
+PEFTHUB_EVAL_LIMIT = env.int("PEFTHUB_EVAL_LIMIT", default=None)
+PEFTHUB_EVAL_TIME_LIMIT = env.int("PEFTHUB_EVAL_TIME_LIMIT", default=2 * 3600)
+
 # --- REST framework ---------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -167,6 +175,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStatusEnum": "hub.models.AdapterVersion.Status",
+        "EvaluationStatusEnum": "evaluator.models.EvaluationJob.Status",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------------
@@ -192,6 +204,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Evaluations hold a model in memory for minutes: their own queue, for GPU workers.
+CELERY_TASK_ROUTES = {"evaluator.run_job": {"queue": "evaluation"}}
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,99 @@
+"""Thin DRF views of the evaluator: suites, jobs (watch, re-run, cancel), leaderboard."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hub import selectors as hub_selectors
+from hub.pagination import CatalogPagination
+
+from . import selectors, services
+from .serializers import JobDetailOut, JobOut, JobQueryIn, LeaderboardQueryIn, SuiteOut
+
+
+def _valid(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class SuiteListApi(APIView):
+    @extend_schema(responses=SuiteOut(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(SuiteOut(selectors.suite_list(), many=True).data)
+
+
+class JobListApi(APIView):
+    @extend_schema(parameters=[JobQueryIn], responses=JobOut(many=True))
+    def get(self, request: Request) -> Response:
+        query = _valid(JobQueryIn, request.query_params)
+        paginator = CatalogPagination()
+        page = paginator.paginate_queryset(selectors.job_list(user=request.user, **query), request, view=self)
+        return paginator.get_paginated_response(JobOut(page, many=True).data)
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses=JobDetailOut)
+    def get(self, request: Request, job_id: int) -> Response:
+        job = selectors.job_get(user=request.user, job_id=job_id)
+        return Response(JobDetailOut(job).data)
+
+
+class JobCancelApi(APIView):
+    @extend_schema(request=None, responses=JobOut)
+    def post(self, request: Request, job_id: int) -> Response:
+        job = selectors.job_get(user=request.user, job_id=job_id)
+        hub_selectors.require_write(user=request.user, namespace=job.version.adapter.namespace)
+        return Response(JobOut(services.evaluation_cancel(job=job, user=request.user)).data)
+
+
+class JobRerunApi(APIView):
+    @extend_schema(request=None, responses={202: JobOut})
+    def post(self, request: Request, job_id: int) -> Response:
+        job = selectors.job_get(user=request.user, job_id=job_id)
+        hub_selectors.require_write(user=request.user, namespace=job.version.adapter.namespace)
+        new = services.evaluation_rerun(job=job, user=request.user)
+        return Response(JobOut(new).data, status=status.HTTP_202_ACCEPTED)
+
+
+class VersionEvaluationsApi(APIView):
+    @extend_schema(responses=JobDetailOut(many=True))
+    def get(self, request: Request, namespace: str, name: str, ref: str) -> Response:
+        adapter = hub_selectors.adapter_get(user=request.user, namespace=namespace, name=name)
+        version = hub_selectors.version_resolve(adapter=adapter, ref=ref)
+        jobs = version.evaluations.select_related("suite", "version__adapter__namespace").prefetch_related("runs")
+        return Response(JobDetailOut(jobs, many=True).data)
+
+
+class LeaderboardApi(APIView):
+    @extend_schema(parameters=[LeaderboardQueryIn], responses={200: dict})
+    def get(self, request: Request, slug: str):
+        query = _valid(LeaderboardQueryIn, request.query_params)
+        suite = selectors.suite_get(slug=slug)
+        rows = selectors.leaderboard(
+            user=request.user,
+            suite=suite,
+            base_model=query["base_model"],
+            accepted_only=query["accepted"],
+            ordering=query["ordering"],
+        )
+        if query["export"] == "csv":
+            columns = list(selectors.LEADERBOARD_COLUMNS) + sorted(
+                {k for r in rows for k in r} - set(selectors.LEADERBOARD_COLUMNS)
+            )
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+            response = HttpResponse(buffer.getvalue(), content_type="text/csv")
+            response["Content-Disposition"] = f'attachment; filename="leaderboard-{suite.slug}.csv"'
+            return response
+        return Response({"suite": str(suite), "rows": rows})

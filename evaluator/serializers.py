@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from .models import ArmRun, EvaluationJob, Suite
+from .selectors import LEADERBOARD_ORDERINGS
+
+
+class SuiteOut(serializers.ModelSerializer):
+    general_suite = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Suite
+        fields = [
+            "slug", "version", "name", "description", "role", "content_hash", "tasks", "retriever",
+            "top_k", "system_instruction", "policy", "general_suite", "active", "created_at",
+        ]  # fmt: skip
+
+    def get_general_suite(self, obj: Suite) -> str | None:
+        return str(obj.general_suite) if obj.general_suite_id else None
+
+
+class ArmRunOut(serializers.ModelSerializer):
+    suite = serializers.CharField(source="suite.__str__")
+
+    class Meta:
+        model = ArmRun
+        fields = [
+            "id", "suite", "arm", "backend", "base_revision", "adapter_hash", "metrics", "repro",
+            "duration_seconds", "requests", "tokens", "samples_blob", "created_at",
+        ]  # fmt: skip
+
+
+class JobOut(serializers.ModelSerializer):
+    suite = serializers.CharField(source="suite.__str__")
+    adapter = serializers.SerializerMethodField()
+    version = serializers.IntegerField(source="version.number")
+
+    class Meta:
+        model = EvaluationJob
+        fields = [
+            "id", "adapter", "version", "suite", "status", "progress", "current", "error", "attempts",
+            "backend", "decision", "reasons", "summary", "reused", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+
+    def get_adapter(self, obj: EvaluationJob) -> str:
+        return f"{obj.version.adapter.namespace.name}/{obj.version.adapter.name}"
+
+
+class JobDetailOut(JobOut):
+    runs = ArmRunOut(many=True)
+
+    class Meta(JobOut.Meta):
+        fields = [*JobOut.Meta.fields, "runs"]
+
+
+class JobQueryIn(serializers.Serializer):
+    status = serializers.ChoiceField(choices=EvaluationJob.Status.values, required=False, allow_blank=True, default="")
+    adapter = serializers.RegexField(r"^[^/]+/[^/]+$", required=False, allow_blank=True, default="")
+
+
+class LeaderboardQueryIn(serializers.Serializer):
+    base_model = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
+    accepted = serializers.BooleanField(required=False, default=False)
+    ordering = serializers.ChoiceField(choices=sorted(LEADERBOARD_ORDERINGS), required=False, default="-average")
+    export = serializers.ChoiceField(choices=["json", "csv"], required=False, default="json")
