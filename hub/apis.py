@@ -86,9 +86,7 @@ class NamespaceMemberApi(APIView):
     def put(self, request: Request, namespace: str) -> Response:
         ns = selectors.namespace_get(name=namespace)
         if selectors.user_role(user=request.user, namespace=ns) != "owner" and not request.user.is_superuser:
-            raise HubError(
-                f"only owners of `{ns.name}` manage its members", status_code=403, code="permission_denied"
-            )
+            raise HubError(f"only owners of `{ns.name}` manage its members", status_code=403, code="permission_denied")
         data = _valid(MemberSetIn, request.data)
         user = get_user_model().objects.filter(username=data["username"]).first()
         if user is None:
@@ -147,9 +145,7 @@ class VersionListApi(APIView):
         adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
         return Response(VersionOut(selectors.version_list(adapter=adapter), many=True).data)
 
-    @extend_schema(
-        request={"multipart/form-data": VersionUploadIn}, responses={201: VersionOut, 200: VersionOut}
-    )
+    @extend_schema(request={"multipart/form-data": VersionUploadIn}, responses={201: VersionOut, 200: VersionOut})
     def post(self, request: Request, namespace: str, name: str) -> Response:
         """Upload a version: the files peft's ``save_pretrained`` wrote (or one tar/zip)."""
         adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
@@ -196,9 +192,7 @@ class VersionListApi(APIView):
                 aliases=data["aliases"],
             )
         version = selectors.version_resolve(adapter=adapter, ref=str(version.number))
-        return Response(
-            VersionOut(version).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        )
+        return Response(VersionOut(version).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 def _require_complete_body(request: Request) -> None:

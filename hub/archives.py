@@ -77,8 +77,7 @@ def unpack_archive(
                 _safe_member_name(filename, m.filename)
                 if (m.external_attr >> 16) & 0o170000 == 0o120000:
                     raise UploadRejected(
-                        f"{filename}: `{m.filename}` is a symbolic link; archives may hold "
-                        "regular files only",
+                        f"{filename}: `{m.filename}` is a symbolic link; archives may hold regular files only",
                         file=filename,
                         field="archive",
                     )
@@ -98,8 +97,7 @@ def unpack_archive(
                     continue
                 if not m.isfile():
                     raise UploadRejected(
-                        f"{filename}: `{m.name}` is a link or special file; archives may hold "
-                        "regular files only",
+                        f"{filename}: `{m.name}` is a link or special file; archives may hold regular files only",
                         file=filename,
                         field="archive",
                     )

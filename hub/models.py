@@ -62,9 +62,7 @@ class Namespace(TimeStamped):
 
     name = models.CharField(max_length=96)
     description = models.TextField(blank=True)
-    members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, through="Membership", related_name="namespaces"
-    )
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="namespaces")
 
     class Meta:
         ordering = ["name"]
@@ -89,9 +87,7 @@ class Membership(TimeStamped):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["namespace", "user"], name="membership_unique"),
-            models.CheckConstraint(
-                condition=Q(role__in=["owner", "writer", "reader"]), name="membership_role_valid"
-            ),
+            models.CheckConstraint(condition=Q(role__in=["owner", "writer", "reader"]), name="membership_role_valid"),
         ]
 
     def __str__(self) -> str:
@@ -129,22 +125,28 @@ class Adapter(TimeStamped):
     name = models.CharField(max_length=96)
     private = models.BooleanField(default=False)
     description = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
     # Denormalised so the catalog filters and sorts on the newest card in one query.
     latest_version = models.ForeignKey(
         "AdapterVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     version_count = models.PositiveIntegerField(default=0)
+    # Copies of the newest version's figures, indexed, so sorting the catalog by them
+    # does not join and sort every version.
+    latest_size_bytes = models.BigIntegerField(null=True, blank=True)
+    latest_trainable_params = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-updated_at"]
         constraints = [
             models.UniqueConstraint("namespace", Lower("name"), name="adapter_name_unique_in_namespace_ci"),
         ]
-        indexes = [models.Index(fields=["private", "-updated_at"])]
+        indexes = [
+            models.Index(fields=["private", "-updated_at"]),
+            models.Index(fields=["private", "-latest_size_bytes"]),
+            models.Index(fields=["private", "-latest_trainable_params"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.namespace.name}/{self.name}"
@@ -198,9 +200,7 @@ class AdapterVersion(TimeStamped):
     status_reasons = models.JSONField(default=list, blank=True)
     deprecated_at = models.DateTimeField(null=True, blank=True)
     deprecation_reason = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
 
     # --- card: the method ---
     peft_type = models.CharField(max_length=32, help_text="peft's own name, e.g. LORA")
@@ -226,9 +226,9 @@ class AdapterVersion(TimeStamped):
     training_run_url = models.URLField(max_length=500, blank=True)
     base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="versions")
     base_revision = models.CharField(max_length=64)
-    parent = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
-    )
+    parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children")
+    # "namespace/name@v3", kept with the version so listing lineage needs no joins.
+    parent_ref = models.CharField(max_length=300, blank=True)
     metadata = models.JSONField(default=dict, blank=True, help_text="free-form training metadata")
     readme = models.TextField(blank=True)
 
@@ -237,16 +237,12 @@ class AdapterVersion(TimeStamped):
         constraints = [
             models.UniqueConstraint(fields=["adapter", "number"], name="version_number_unique"),
             models.CheckConstraint(condition=Q(number__gte=1), name="version_number_positive"),
-            models.CheckConstraint(
-                condition=Q(content_hash__regex=r"^[0-9a-f]{64}$"), name="version_hash_hex"
-            ),
+            models.CheckConstraint(condition=Q(content_hash__regex=r"^[0-9a-f]{64}$"), name="version_hash_hex"),
             models.CheckConstraint(
                 condition=Q(status__in=["pending", "accepted", "rejected"]),
                 name="version_status_valid",
             ),
-            models.CheckConstraint(
-                condition=Q(rank__isnull=True) | Q(rank__gte=1), name="version_rank_positive"
-            ),
+            models.CheckConstraint(condition=Q(rank__isnull=True) | Q(rank__gte=1), name="version_rank_positive"),
             models.CheckConstraint(
                 condition=Q(trainable_params__gte=0) & Q(size_bytes__gte=0),
                 name="version_sizes_non_negative",
@@ -285,9 +281,7 @@ class Alias(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["adapter", "name"], name="alias_unique_per_adapter"),
             # Versions are addressed as v3 or 3 and by hash; an alias must not shadow them.
-            models.CheckConstraint(
-                condition=~Q(name__regex=r"^v?[0-9]+$"), name="alias_not_a_version_number"
-            ),
+            models.CheckConstraint(condition=~Q(name__regex=r"^v?[0-9]+$"), name="alias_not_a_version_number"),
         ]
 
     def __str__(self) -> str:
@@ -309,15 +303,9 @@ class AuditEvent(TimeStamped):
         BASE_MODEL_REGISTERED = "base_model.registered"
 
     kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
-    )
-    version = models.ForeignKey(
-        AdapterVersion, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
-    )
-    adapter = models.ForeignKey(
-        Adapter, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
-    )
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    version = models.ForeignKey(AdapterVersion, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
+    adapter = models.ForeignKey(Adapter, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
     payload = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -134,11 +134,20 @@ ORDERINGS = {
     "-created": "-created_at",
     "name": "name",
     "-name": "-name",
-    "size": "latest_version__size_bytes",
-    "-size": "-latest_version__size_bytes",
-    "params": "latest_version__trainable_params",
-    "-params": "-latest_version__trainable_params",
+    "size": "latest_size_bytes",
+    "-size": "-latest_size_bytes",
+    "params": "latest_trainable_params",
+    "-params": "-latest_trainable_params",
 }
+
+
+CATALOG_DEFERRED = (
+    "latest_version__readme",
+    "latest_version__config",
+    "latest_version__metadata",
+    "latest_version__base_model__modules",
+    "latest_version__base_model__config",
+)
 
 
 def _versions_tagged(tag: str) -> QuerySet:
@@ -177,16 +186,13 @@ def adapter_list(*, user: User, filters: CatalogFilters) -> QuerySet[Adapter]:
     if filters.task:
         qs = qs.filter(latest_version_id__in=_versions_tagged(filters.task))
     if filters.license:
-        qs = qs.filter(latest_version__license__iexact=filters.license)
+        qs = qs.filter(latest_version__license=filters.license.strip().lower())  # stored lowercase
     if filters.status:
         qs = qs.filter(latest_version__status=filters.status)
     return (
-        qs.select_related(
-            "namespace",
-            "latest_version",
-            "latest_version__base_model",
-            "latest_version__parent__adapter__namespace",
-        )
+        qs.select_related("namespace", "latest_version", "latest_version__base_model")
+        # A catalog row shows the card, not the README, config or the base's module table.
+        .defer(*CATALOG_DEFERRED)
         .prefetch_related("latest_version__task_tags")
         .order_by(ORDERINGS[filters.ordering], "-pk")
     )

@@ -90,15 +90,11 @@ class CatalogQueryIn(serializers.Serializer):
     q = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
     namespace = serializers.CharField(required=False, allow_blank=True, default="", max_length=96)
     base_model = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
-    method = serializers.ChoiceField(
-        choices=AdapterVersion.Method.values, required=False, allow_blank=True, default=""
-    )
+    method = serializers.ChoiceField(choices=AdapterVersion.Method.values, required=False, allow_blank=True, default="")
     peft_type = serializers.CharField(required=False, allow_blank=True, default="", max_length=32)
     task = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
     license = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
-    status = serializers.ChoiceField(
-        choices=AdapterVersion.Status.values, required=False, allow_blank=True, default=""
-    )
+    status = serializers.ChoiceField(choices=AdapterVersion.Status.values, required=False, allow_blank=True, default="")
     ordering = serializers.ChoiceField(choices=list(ORDERINGS), required=False, default="-updated")
 
 
@@ -170,13 +166,10 @@ class CardOut(serializers.Serializer):
         return sorted(t.name for t in obj.task_tags.all())
 
     def get_lineage(self, obj: AdapterVersion) -> dict:
-        parent = obj.parent
         return {
             "base_model": obj.base_model.name,
             "base_revision": obj.base_revision,
-            "parent": f"{parent.adapter.namespace.name}/{parent.adapter.name}@v{parent.number}"
-            if parent
-            else None,
+            "parent": obj.parent_ref or None,
             "training_run_url": obj.training_run_url,
         }
 
@@ -190,7 +183,7 @@ class FileOut(serializers.Serializer):
 class VersionOut(serializers.ModelSerializer):
     adapter = serializers.SerializerMethodField()
     version = serializers.IntegerField(source="number")
-    card = serializers.SerializerMethodField()
+    card = CardOut(source="*", read_only=True)
     files = FileOut(many=True)
     aliases = serializers.SerializerMethodField()
     deprecated = serializers.SerializerMethodField()
@@ -219,9 +212,6 @@ class VersionOut(serializers.ModelSerializer):
     def get_adapter(self, obj: AdapterVersion) -> str:
         return f"{obj.adapter.namespace.name}/{obj.adapter.name}"
 
-    def get_card(self, obj: AdapterVersion) -> dict:
-        return CardOut(obj).data
-
     def get_aliases(self, obj: AdapterVersion) -> list[str]:
         return sorted(a.name for a in obj.aliases.all())
 
@@ -231,20 +221,18 @@ class VersionOut(serializers.ModelSerializer):
 
 class VersionSummaryOut(serializers.ModelSerializer):
     version = serializers.IntegerField(source="number")
-    card = serializers.SerializerMethodField()
+    card = CardOut(source="*", read_only=True)
 
     class Meta:
         model = AdapterVersion
         fields = ["id", "version", "content_hash", "status", "deprecated_at", "created_at", "card"]
 
-    def get_card(self, obj: AdapterVersion) -> dict:
-        return CardOut(obj).data
-
 
 class AdapterOut(serializers.ModelSerializer):
     namespace = serializers.CharField(source="namespace.name")
     full_name = serializers.CharField()
-    latest = serializers.SerializerMethodField()
+    # Nested serializers as fields: built once per page, not twice per row.
+    latest = VersionSummaryOut(source="latest_version", allow_null=True, read_only=True)
 
     class Meta:
         model = Adapter
@@ -259,14 +247,6 @@ class AdapterOut(serializers.ModelSerializer):
             "updated_at",
             "latest",
         ]
-
-    def get_latest(self, obj: Adapter) -> dict | None:
-        version = obj.latest_version
-        if version is None:
-            return None
-        # The version's adapter is this one; avoid a query per row for the lineage.
-        version.adapter = obj
-        return VersionSummaryOut(version).data
 
 
 class AliasOut(serializers.Serializer):

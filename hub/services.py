@@ -60,9 +60,7 @@ def _check_name(kind: str, name: str) -> None:
 def base_model_register(*, installed: InstalledModel) -> BaseModel:
     """Register (or refresh) a base model from an installed HF folder. Idempotent."""
     spec = installed.spec
-    modules = {
-        name: [shape.kind, shape.in_features, shape.out_features] for name, shape in spec.modules.items()
-    }
+    modules = {name: [shape.kind, shape.in_features, shape.out_features] for name, shape in spec.modules.items()}
     base, created = BaseModel.objects.update_or_create(
         name=installed.name,
         defaults={
@@ -113,9 +111,7 @@ def namespace_create(*, name: str, owner: AbstractBaseUser, description: str = "
 def membership_set(*, namespace: Namespace, user: AbstractBaseUser, role: str) -> Membership:
     if role not in Membership.Role.values:
         raise HubError(f"role `{role}` is not one of {', '.join(Membership.Role.values)}", field="role")
-    membership, _ = Membership.objects.update_or_create(
-        namespace=namespace, user=user, defaults={"role": role}
-    )
+    membership, _ = Membership.objects.update_or_create(namespace=namespace, user=user, defaults={"role": role})
     return membership
 
 
@@ -126,9 +122,7 @@ def token_hash(secret: str) -> str:
 def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
     """Create a token; the secret is returned once and only its hash is kept."""
     secret = "ph_" + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(
-        user=user, name=name or "token", prefix=secret[:10], key_hash=token_hash(secret)
-    )
+    token = ApiToken.objects.create(user=user, name=name or "token", prefix=secret[:10], key_hash=token_hash(secret))
     return token, secret
 
 
@@ -173,9 +167,7 @@ def adapter_update(
         changes["description"] = description
     if changes:
         adapter.save()
-        AuditEvent.objects.create(
-            kind=AuditEvent.Kind.ADAPTER_UPDATED, actor=user, adapter=adapter, payload=changes
-        )
+        AuditEvent.objects.create(kind=AuditEvent.Kind.ADAPTER_UPDATED, actor=user, adapter=adapter, payload=changes)
     return adapter
 
 
@@ -337,7 +329,7 @@ def adapter_version_create(
                 quantization_type=card.quantization_type,
                 config=validated.config,
                 flags=validated.flags,
-                license=card.license or str(front.get("license") or ""),
+                license=(card.license or str(front.get("license") or "")).strip().lower(),
                 datasets=card.datasets or _as_str_list(front.get("datasets")),
                 training_time_seconds=card.training_time_seconds,
                 training_hardware=card.training_hardware,
@@ -346,22 +338,31 @@ def adapter_version_create(
                 base_model=base,
                 base_revision=base.revision,
                 parent=parent,
+                parent_ref=f"{parent.adapter.full_name}@v{parent.number}" if parent else "",
                 metadata=metadata,
                 readme=readme,
             )
             VersionFile.objects.bulk_create(
                 [VersionFile(version=version, path=p, blob_id=hashes[p]) for p in sorted(hashes)]
             )
-            tags = sorted(
-                {t.strip().lower() for t in card.task_tags or _as_str_list(front.get("tags")) if t.strip()}
-            )
+            tags = sorted({t.strip().lower() for t in card.task_tags or _as_str_list(front.get("tags")) if t.strip()})
             if tags:
                 for tag in tags:
                     TaskTag.objects.get_or_create(name=tag[:64])
                 version.task_tags.set(TaskTag.objects.filter(name__in=[t[:64] for t in tags]))
             locked.version_count = number
             locked.latest_version = version
-            locked.save(update_fields=["version_count", "latest_version", "updated_at"])
+            locked.latest_size_bytes = version.size_bytes
+            locked.latest_trainable_params = version.trainable_params
+            locked.save(
+                update_fields=[
+                    "version_count",
+                    "latest_version",
+                    "latest_size_bytes",
+                    "latest_trainable_params",
+                    "updated_at",
+                ]
+            )
             _alias_move(adapter=locked, name="latest", version=version)
             for alias in aliases or []:
                 _check_alias(alias)
@@ -430,15 +431,11 @@ def alias_delete(*, adapter: Adapter, name: str, user: AbstractBaseUser) -> None
     deleted, _ = Alias.objects.filter(adapter=adapter, name=name).delete()
     if not deleted:
         raise NotFound(f"{adapter} has no alias `{name}`")
-    AuditEvent.objects.create(
-        kind=AuditEvent.Kind.ALIAS_DELETED, actor=user, adapter=adapter, payload={"alias": name}
-    )
+    AuditEvent.objects.create(kind=AuditEvent.Kind.ALIAS_DELETED, actor=user, adapter=adapter, payload={"alias": name})
 
 
 @transaction.atomic
-def adapter_version_deprecate(
-    *, version: AdapterVersion, user: AbstractBaseUser, reason: str = ""
-) -> AdapterVersion:
+def adapter_version_deprecate(*, version: AdapterVersion, user: AbstractBaseUser, reason: str = "") -> AdapterVersion:
     """Mark a version deprecated (it stays downloadable; serving unloads it)."""
     if version.deprecated_at is None:
         version.deprecated_at = timezone.now()
@@ -484,14 +481,10 @@ def blobs_collect_garbage(*, grace_seconds: int = 3600, dry_run: bool = False) -
     """
     cutoff = timezone.now() - timezone.timedelta(seconds=grace_seconds)
     unused_rows = set(
-        Blob.objects.filter(version_files__isnull=True, created_at__lt=cutoff).values_list(
-            "sha256", flat=True
-        )
+        Blob.objects.filter(version_files__isnull=True, created_at__lt=cutoff).values_list("sha256", flat=True)
     )
     known = set(Blob.objects.values_list("sha256", flat=True))
-    stray_files = {
-        sha for sha in blobstore.blob_keys() if sha not in known and blobstore.blob_modified(sha) < cutoff
-    }
+    stray_files = {sha for sha in blobstore.blob_keys() if sha not in known and blobstore.blob_modified(sha) < cutoff}
     removed = sorted(unused_rows | stray_files)
     if not dry_run:
         for sha in removed:

@@ -37,9 +37,7 @@ class UploadLimits:
 DEFAULT_LIMITS = UploadLimits()
 
 
-def check_upload_files(
-    files: Mapping[str, BinaryIO], sizes: Mapping[str, int], limits: UploadLimits
-) -> dict[str, int]:
+def check_upload_files(files: Mapping[str, BinaryIO], sizes: Mapping[str, int], limits: UploadLimits) -> dict[str, int]:
     """Check names, kinds and sizes of the uploaded files; return each file's real size.
 
     Sizes are measured on the file objects, and a declared size that disagrees with the
@@ -47,8 +45,7 @@ def check_upload_files(
     """
     if not files:
         raise UploadRejected(
-            "the upload is empty: upload the folder peft's save_pretrained wrote "
-            f"({CONFIG_NAME} and {WEIGHTS_NAME})"
+            f"the upload is empty: upload the folder peft's save_pretrained wrote ({CONFIG_NAME} and {WEIGHTS_NAME})"
         )
     for name in sorted(files):
         check_filename(name)
@@ -72,8 +69,7 @@ def check_upload_files(
             )
         if measured[name] > limits.max_file_bytes:
             raise UploadRejected(
-                f"{name} is {human_bytes(measured[name])}; "
-                f"the limit per file is {human_bytes(limits.max_file_bytes)}",
+                f"{name} is {human_bytes(measured[name])}; the limit per file is {human_bytes(limits.max_file_bytes)}",
                 file=name,
             )
     total = sum(measured.values())
@@ -105,13 +101,10 @@ def check_filename(name: str) -> None:
             field="files",
         )
     if "\x00" in name or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise UploadRejected(
-            f"file name {shown} contains control characters; rename it", file=name, field="files"
-        )
+        raise UploadRejected(f"file name {shown} contains control characters; rename it", file=name, field="files")
     if name.startswith(".") or ".." in name:
         raise UploadRejected(
-            f"`{name}`: file names may not start with a dot or contain `..`; "
-            "leave hidden files out of the upload",
+            f"`{name}`: file names may not start with a dot or contain `..`; leave hidden files out of the upload",
             file=name,
             field="files",
         )

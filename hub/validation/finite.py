@@ -48,9 +48,7 @@ PATTERNS: dict[str, _Pattern] = {
 }
 
 
-def check_finite(
-    fileobj: BinaryIO, header_size: int, tensors: dict[str, TensorInfo], *, filename: str
-) -> None:
+def check_finite(fileobj: BinaryIO, header_size: int, tensors: dict[str, TensorInfo], *, filename: str) -> None:
     """Refuse the file if any floating tensor holds a NaN or an Inf.
 
     ``header_size`` is ``N``, the JSON header length stored in the file's first 8 bytes,
@@ -62,9 +60,7 @@ def check_finite(
         pattern = PATTERNS.get(info.dtype)
         if pattern is None or info.end == info.start:
             continue
-        nans, infs = _count_non_finite(
-            fileobj, data_start + info.start, info.end - info.start, pattern, filename
-        )
+        nans, infs = _count_non_finite(fileobj, data_start + info.start, info.end - info.start, pattern, filename)
         if nans or infs:
             found = " and ".join(
                 f"{count} {kind} value{'s' if count != 1 else ''}"
@@ -80,9 +76,7 @@ def check_finite(
             )
 
 
-def _count_non_finite(
-    fileobj: BinaryIO, offset: int, length: int, pattern: _Pattern, filename: str
-) -> tuple[int, int]:
+def _count_non_finite(fileobj: BinaryIO, offset: int, length: int, pattern: _Pattern, filename: str) -> tuple[int, int]:
     dtype = np.dtype(pattern.uint)
     # Chunks hold whole elements so a value is never split across two reads.
     chunk = CHUNK_BYTES - CHUNK_BYTES % dtype.itemsize
@@ -92,9 +86,7 @@ def _count_non_finite(
     while remaining:
         data = fileobj.read(min(chunk, remaining))
         if not data:
-            raise UploadRejected(
-                f"{filename}: the file ended inside its tensor data: it is truncated", file=filename
-            )
+            raise UploadRejected(f"{filename}: the file ended inside its tensor data: it is truncated", file=filename)
         if len(data) % dtype.itemsize:
             # A short read mid-element; top it up so the element boundary is kept.
             data += fileobj.read(dtype.itemsize - len(data) % dtype.itemsize)

@@ -108,9 +108,7 @@ def _read_json(fileobj: BinaryIO, max_config_bytes: int) -> dict[str, Any]:
             file=CONFIG_NAME,
         ) from None
     if not isinstance(raw, dict):
-        raise UploadRejected(
-            f"{CONFIG_NAME} must be a JSON object, got {type(raw).__name__}", file=CONFIG_NAME
-        )
+        raise UploadRejected(f"{CONFIG_NAME} must be a JSON object, got {type(raw).__name__}", file=CONFIG_NAME)
     return raw
 
 
@@ -222,11 +220,7 @@ def _known_kwargs(raw: dict[str, Any], config_cls: type) -> tuple[dict[str, Any]
                 file=CONFIG_NAME,
                 field=key,
             )
-    flags = (
-        [f"{CONFIG_NAME}: ignored unset keys peft does not know: {', '.join(sorted(ignored))}"]
-        if ignored
-        else []
-    )
+    flags = [f"{CONFIG_NAME}: ignored unset keys peft does not know: {', '.join(sorted(ignored))}"] if ignored else []
     return kwargs, flags
 
 
@@ -266,9 +260,7 @@ def _check_patterns(value: Any, field: str, *, required: bool) -> None:
     # After peft's __post_init__ a list has become a set; a str is a regex.
     if value is None or (isinstance(value, (set, list, tuple)) and not value):
         if required:
-            raise _bad_field(
-                field, "is empty; list the modules the adapter was trained on (e.g. q_proj, v_proj)"
-            )
+            raise _bad_field(field, "is empty; list the modules the adapter was trained on (e.g. q_proj, v_proj)")
         return
     if isinstance(value, str):
         if value != "all-linear":
@@ -280,9 +272,7 @@ def _check_patterns(value: Any, field: str, *, required: bool) -> None:
 
 def _compile(pattern: str, field: str) -> None:
     if len(pattern) > MAX_PATTERN_LENGTH:
-        raise _bad_field(
-            field, f"has a pattern of {len(pattern)} characters; the limit is {MAX_PATTERN_LENGTH}"
-        )
+        raise _bad_field(field, f"has a pattern of {len(pattern)} characters; the limit is {MAX_PATTERN_LENGTH}")
     try:
         re.compile(pattern)
     except re.error as exc:

@@ -137,9 +137,7 @@ def _decode_header(raw: bytes, *, filename: str) -> dict[str, Any]:
         ) from None
     if not text.startswith("{"):
         # The spec requires the JSON to start right away; anything else means garbage.
-        raise _reject(
-            filename, "the header does not start with a JSON object: the file is corrupt or not safetensors"
-        )
+        raise _reject(filename, "the header does not start with a JSON object: the file is corrupt or not safetensors")
     try:
         header = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except _DuplicateKey as exc:
@@ -174,12 +172,9 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _check_metadata(value: Any, *, filename: str) -> dict[str, str]:
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise UploadRejected(
-            f"{filename}: header `__metadata__` must map strings to strings; "
-            "re-save the file with safetensors",
+            f"{filename}: header `__metadata__` must map strings to strings; re-save the file with safetensors",
             file=filename,
             field="__metadata__",
         )
@@ -198,9 +193,7 @@ def _check_entry(name: str, entry: Any, *, filename: str) -> TensorInfo:
 
     dtype = entry["dtype"]
     if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
-        raise bad(
-            f"has dtype `{dtype}`, which safetensors does not define; expected one of {', '.join(DTYPE_BITS)}"
-        )
+        raise bad(f"has dtype `{dtype}`, which safetensors does not define; expected one of {', '.join(DTYPE_BITS)}")
 
     shape = entry["shape"]
     if (

@@ -304,9 +304,7 @@ def _resolve_all_linear(cfg: Any, base: BaseModelSpec) -> Any:
         return cfg
     resolved = copy.copy(cfg)
     resolved.target_modules = {
-        name
-        for name, shape in base.modules.items()
-        if shape.kind == "linear" and not name.endswith("lm_head")
+        name for name, shape in base.modules.items() if shape.kind == "linear" and not name.endswith("lm_head")
     }
     return resolved
 
@@ -324,14 +322,9 @@ def _check_declared_targets(cfg: Any, base: BaseModelSpec) -> None:
 
 
 def _target_not_found(target: str, base: BaseModelSpec, *, as_regex: bool) -> UploadRejected:
-    what = (
-        f"target_modules regex `{target}` matches no module"
-        if as_regex
-        else f"target module `{target}` not found"
-    )
+    what = f"target_modules regex `{target}` matches no module" if as_regex else f"target module `{target}` not found"
     return UploadRejected(
-        f"{CONFIG_NAME}: {what} in base model `{base.name}`; "
-        f"it has: {', '.join(short_module_names(base.modules))}",
+        f"{CONFIG_NAME}: {what} in base model `{base.name}`; it has: {', '.join(short_module_names(base.modules))}",
         file=CONFIG_NAME,
         field="target_modules",
     )

@@ -1,0 +1,1 @@
+"""Benchmarks: speed targets measured against a throwaway database; run ``bench/run.py``."""
