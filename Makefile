@@ -10,7 +10,7 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run web worker test test-fast test-sqlite lint format bench base-model clean
+.PHONY: install run demo test test-fast test-sqlite lint format bench base-model clean
 
 $(STAMP): requirements/*.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ run: base-model
 	$(PY) -m celery -A config worker -l info -Q default,evaluation -c 1 & \
 	  worker=$$!; trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
 	  $(PY) manage.py runserver $(HOST):$(PORT) --noreload
+
+## demo: train a LoRA and a prompt-tuning adapter, push them, watch them get scored
+## (needs `make run` in another terminal)
+demo: base-model
+	scripts/demo
 
 ## test: the whole suite on PostgreSQL + Redis (slow model tests included), then the
 ## fast suite again on the SQLite default.

@@ -13,16 +13,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hub import selectors as hub_selectors
+from hub.apis import validated
 from hub.pagination import CatalogPagination
 
 from . import selectors, services
 from .serializers import JobDetailOut, JobOut, JobQueryIn, LeaderboardQueryIn, SuiteOut
-
-
-def _valid(serializer_class, data):
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class SuiteListApi(APIView):
@@ -34,7 +29,7 @@ class SuiteListApi(APIView):
 class JobListApi(APIView):
     @extend_schema(parameters=[JobQueryIn], responses=JobOut(many=True))
     def get(self, request: Request) -> Response:
-        query = _valid(JobQueryIn, request.query_params)
+        query = validated(JobQueryIn, request.query_params)
         paginator = CatalogPagination()
         page = paginator.paginate_queryset(selectors.job_list(user=request.user, **query), request, view=self)
         return paginator.get_paginated_response(JobOut(page, many=True).data)
@@ -76,7 +71,7 @@ class VersionEvaluationsApi(APIView):
 class LeaderboardApi(APIView):
     @extend_schema(parameters=[LeaderboardQueryIn], responses={200: dict})
     def get(self, request: Request, slug: str):
-        query = _valid(LeaderboardQueryIn, request.query_params)
+        query = validated(LeaderboardQueryIn, request.query_params)
         suite = selectors.suite_get(slug=slug)
         rows = selectors.leaderboard(
             user=request.user,

