@@ -192,6 +192,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+    for _folder in ("queue", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
 else:
     # Redis/SQS redeliver an unacknowledged task after this long; with acks_late it must
     # exceed the longest task (evaluations), or a slow job would run twice.
