@@ -1,0 +1,289 @@
+"""The training recipe: paraphrase augmentation, chat-formatted examples, RAFT contexts, and
+(slow) a few real training steps of each method on SmolLM2."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from evaluator.recipes.augment import augment, augment_suite, load_suite, normalize
+from evaluator.recipes.retrieval import BM25, gold_passage, question_with_passages, raft_passages, split_passages
+
+FACTS = [
+    ("f1", "Acme Widget", "price", "$149", "The Acme Widget costs $149."),
+    ("f2", "Acme Widget", "release_year", "2019", "The Acme Widget was released in 2019."),
+    ("f3", "Acme Gizmo", "color", "teal", "The Acme Gizmo comes in teal."),
+    ("f4", "Acme Gizmo", "battery_cells", "six cells", "The Acme Gizmo has a battery cells count of six cells."),
+]
+# Held-out questions; the first two are exactly what the templates would otherwise produce.
+LEAKY = ["What is the price of the Acme Widget?", "what year did the Acme Widget come out"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def write_suite(root: Path, *, with_test: bool = True) -> Path:
+    def dump(name: str, rows: list[dict]) -> None:
+        (root / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    root.mkdir(parents=True, exist_ok=True)
+    dump(
+        "facts.jsonl", [dict(zip(("id", "product", "attribute", "value", "statement"), f, strict=True)) for f in FACTS]
+    )
+    dump(
+        "train.jsonl",
+        [
+            {"id": f"{f[0]}-{i}", "fact_id": f[0], "question": q.format(p=f[1]), "answer": f[4]}
+            for f in FACTS
+            for i, q in enumerate(("Tell me about the {p}, please?", "Give me the details of the {p}?"))
+        ],
+    )
+    if with_test:
+        test = [*LEAKY, "Which hue is the Acme Gizmo?", "How many cells power the Acme Gizmo?"]
+        dump(
+            "test.jsonl",
+            [
+                {"id": f"t{i}", "fact_id": f[0], "question": q, "answer": f[3], "choices": [f[3], "x"], "label": 0}
+                for i, (q, f) in enumerate(zip(test, FACTS, strict=True))
+            ],
+        )
+    dump(
+        "corpus.jsonl",
+        [
+            {"id": "d1", "title": "Acme Widget", "text": f"{FACTS[0][4]} {FACTS[1][4]} It is blue."},
+            {"id": "d2", "title": "Acme Gizmo", "text": f"{FACTS[2][4]} {FACTS[3][4]}"},
+            {"id": "d3", "title": "Acme Doohickey", "text": "The Acme Doohickey costs $12. It was released in 2021."},
+            {"id": "d4", "title": "Returns", "text": "Acme accepts returns within 30 days of purchase."},
+        ],
+    )
+    (root / "suite.json").write_text(json.dumps({"system_instruction": "Answer briefly."}))
+    return root
+
+
+@pytest.fixture
+def suite_dir(tmp_path) -> Path:
+    return write_suite(tmp_path / "suite")
+
+
+@pytest.fixture(scope="module")
+def byte_tokenizer():
+    """A byte-level tokenizer with ChatML special tokens: chat formatting without a model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
+    tokenizer.add_tokens(["<|im_start|>", "<|im_end|>"], special_tokens=True)
+    tokenizer.eos_token = tokenizer.pad_token = "<|im_end|>"
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+# --- augmentation -------------------------------------------------------------------------------
+def test_augmentation_is_deterministic_per_seed(suite_dir):
+    suite = load_suite(suite_dir)
+    first = augment_suite(suite, per_fact=8, seed=3)
+    assert first == augment_suite(load_suite(suite_dir), per_fact=8, seed=3)
+    assert first != augment_suite(suite, per_fact=8, seed=4)
+
+
+@pytest.mark.parametrize("per_fact", [4, 10])
+def test_each_fact_gets_per_fact_distinct_pairs(suite_dir, per_fact):
+    pairs = augment_suite(load_suite(suite_dir), per_fact=per_fact, seed=0)
+    assert Counter(p.fact_id for p in pairs) == {f[0]: per_fact for f in FACTS}
+    keys = [(normalize(p.question), normalize(p.answer)) for p in pairs]
+    assert len(set(keys)) == len(keys)
+    # Many phrasings, not one question repeated with different answers.
+    for fact_id in ("f1", "f4"):
+        questions = {normalize(p.question) for p in pairs if p.fact_id == fact_id}
+        assert len(questions) >= min(per_fact, 8)
+
+
+def test_training_questions_come_first(suite_dir):
+    pairs = augment_suite(load_suite(suite_dir), per_fact=6, seed=0)
+    widget = [p for p in pairs if p.fact_id == "f1"]
+    assert [p.question for p in widget[:2]] == [
+        "Tell me about the Acme Widget, please?",
+        "Give me the details of the Acme Widget?",
+    ]
+    assert widget[0].answer == "The Acme Widget costs $149."
+
+
+def test_held_out_questions_are_never_produced(suite_dir):
+    suite = load_suite(suite_dir)
+    held_out = {normalize(str(r["question"])) for r in suite.test}
+    produced = {normalize(p.question) for p in augment_suite(suite, per_fact=12, seed=0)}
+    assert not produced & held_out
+    # Without the test split the same templates do produce them: the exclusion is what works.
+    unguarded = {normalize(p.question) for p in augment(suite.facts, suite.train, per_fact=12, seed=0)}
+    assert {normalize(q) for q in LEAKY} <= unguarded
+
+
+def test_suite_without_test_split_still_augments(tmp_path):
+    suite = load_suite(write_suite(tmp_path / "s", with_test=False))
+    assert suite.test == []
+    assert suite.system_instruction == "Answer briefly."
+    assert len(augment_suite(suite, per_fact=5)) == 5 * len(FACTS)
+
+
+def test_answers_state_the_fact_value_as_sentence_and_bare(suite_dir):
+    pairs = augment_suite(load_suite(suite_dir), per_fact=10, seed=0)
+    values = {f[0]: f[3] for f in FACTS}
+    for pair in pairs:
+        assert normalize(values[pair.fact_id]) in normalize(pair.answer), pair
+    for fact_id, value in values.items():
+        answers = {p.answer for p in pairs if p.fact_id == fact_id}
+        assert value in answers  # the bare value (what multiple choice scores)
+        assert any(len(a) > len(value) + 10 and a.endswith(".") for a in answers)  # full sentences
+
+
+def test_attribute_templates_fit_the_attribute(suite_dir):
+    pairs = augment_suite(load_suite(suite_dir), per_fact=12, seed=0)
+    price_questions = " ".join(p.question.lower() for p in pairs if p.fact_id == "f1")
+    assert "cost" in price_questions and "price" in price_questions
+    generic = " ".join(p.question.lower() for p in pairs if p.fact_id == "f4")
+    assert "battery cells" in generic  # unknown attribute: generic templates with its words
+
+
+def test_missing_required_file_names_it(tmp_path):
+    (tmp_path / "facts.jsonl").write_text("")
+    with pytest.raises(FileNotFoundError, match=r"train\.jsonl"):
+        load_suite(tmp_path)
+
+
+# --- chat formatting and RAFT contexts ------------------------------------------------------------
+def test_training_example_masks_everything_but_the_answer(suite_dir, byte_tokenizer):
+    from evaluator.recipes.train import IGNORE, build_examples, chat_example
+
+    ids, labels = chat_example(byte_tokenizer, "Answer briefly.", "How much is it?", "It costs $5.")
+    text = byte_tokenizer.decode(ids)
+    assert text == (
+        "<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\nHow much is it?<|im_end|>\n"
+        "<|im_start|>assistant\nIt costs $5.<|im_end|>\n"
+    )
+    kept = [t for t in labels if t != IGNORE]
+    assert byte_tokenizer.decode(kept) == "It costs $5.<|im_end|>\n"
+    assert labels[-len(kept) :] == ids[-len(kept) :]  # the answer is the suffix, all of it labelled
+
+    examples = build_examples(load_suite(suite_dir), byte_tokenizer, per_fact=3, seed=0, with_passages=False)
+    assert len(examples) == 3 * len(FACTS)
+    prompt = byte_tokenizer.decode(examples[0][0])
+    assert prompt.startswith("<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\n")
+
+
+def test_raft_examples_carry_retrieved_passages(suite_dir, byte_tokenizer):
+    from evaluator.recipes.train import IGNORE, build_examples
+
+    examples = build_examples(load_suite(suite_dir), byte_tokenizer, per_fact=4, seed=0, with_passages=True)
+    prompts = [
+        byte_tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab == IGNORE])
+        for ids, labels in examples
+    ]
+    assert all("Documents:\n[1] " in p and "\n\nQuestion: " in p for p in prompts)
+    answers = [byte_tokenizer.decode([t for t in labels if t != IGNORE]) for _, labels in examples]
+    assert not any("Documents:" in a for a in answers)
+
+
+@pytest.mark.parametrize("use_bm25s", [True, False])
+def test_bm25_finds_the_document_that_states_the_fact(suite_dir, use_bm25s):
+    if use_bm25s:
+        pytest.importorskip("bm25s")
+    suite = load_suite(suite_dir)
+    index = BM25(split_passages(suite.corpus), use_bm25s=use_bm25s)
+    assert index.backend == ("bm25s" if use_bm25s else "python")
+    top = index.passages[index.search("What colour is the Acme Gizmo?", k=1)[0]]
+    assert top.doc_id == "d2"
+    assert index.passages[gold_passage(index, suite.facts[0])].doc_id == "d1"
+
+
+def test_raft_context_holds_gold_about_eighty_percent_of_the_time(suite_dir):
+    suite = load_suite(suite_dir)
+    index = BM25(split_passages(suite.corpus), use_bm25s=False)
+    gold = gold_passage(index, suite.facts[0])
+    rng = random.Random(0)
+    contexts = [raft_passages(index, "How much is the Acme Widget?", gold, k=3, rng=rng) for _ in range(400)]
+    assert all(len(c) == 3 and len({p.render() for p in c}) == 3 for c in contexts)
+    with_gold = sum(index.passages[gold] in c for c in contexts) / len(contexts)
+    assert 0.72 < with_gold < 0.88
+    prompt = question_with_passages("Q?", contexts[0])
+    assert prompt.startswith("Documents:\n[1] ") and prompt.endswith("\n\nQuestion: Q?")
+
+
+def test_long_documents_are_split_at_sentence_ends():
+    text = " ".join(f"Sentence number {i} is here." for i in range(40))
+    passages = split_passages([{"id": "d", "title": "T", "text": text}], max_chars=100)
+    assert len(passages) > 5
+    assert all(len(p.text) <= 100 and p.text.endswith(".") for p in passages)
+    assert " ".join(p.text for p in passages) == text
+
+
+# --- real training (slow) -------------------------------------------------------------------------
+def _loss_on_training_examples(base_path: Path, suite_dir: Path, method: str, adapter: Path | None) -> float:
+    import torch
+    from peft import PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evaluator.recipes.train import METHODS, build_examples, mean_loss
+
+    recipe = METHODS[method]
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    examples = build_examples(load_suite(suite_dir), tokenizer, per_fact=2, seed=0, with_passages=recipe.with_passages)
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    if adapter is None:  # the untrained starting point: base + freshly initialised adapter
+        model = get_peft_model(base, recipe.make_config(Path(base_path), recipe))
+    else:
+        model = PeftModel.from_pretrained(base, str(adapter))
+    model.eval()
+    return mean_loss(model, examples, tokenizer.eos_token_id)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning", "raft_lora"])
+def test_a_few_steps_train_an_adapter_that_loads(installed, tmp_path, method, capsys):
+    from evaluator.recipes.train import main
+
+    suite_dir = write_suite(tmp_path / "suite")
+    out = tmp_path / method
+    argv = ["--suite", str(suite_dir), "--base", str(installed.path), "--method", method, "--out", str(out)]
+    report = main([*argv, "--epochs", "2", "--max-steps", "3", "--per-fact", "2", "--batch-size", "4"])
+
+    assert report.steps == 3
+    assert "epoch 1/2: loss " in capsys.readouterr().out
+    metadata = json.loads((out / "training_metadata.json").read_text())
+    assert metadata["num_training_examples"] == 2 * len(FACTS) == report.num_examples
+    assert metadata["recipe"]["method"] == method and metadata["seed"] == 0 and metadata["epochs"] == 2
+    assert metadata["task_tags"] == ["acme", "qa"] and metadata["license"] == "apache-2.0"
+    assert metadata["training_time_seconds"] > 0 and metadata["training_hardware"]
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "smollm2-135m-instruct"
+    assert config["peft_type"] == ("PROMPT_TUNING" if method == "prompt_tuning" else "LORA")
+
+    before = _loss_on_training_examples(installed.path, suite_dir, method, None)
+    after = _loss_on_training_examples(installed.path, suite_dir, method, out)
+    assert after < before
+
+
+@pytest.mark.slow
+def test_training_tokens_are_what_the_chat_template_gives(installed):
+    from transformers import AutoTokenizer
+
+    from evaluator.recipes.train import chat_example
+
+    tokenizer = AutoTokenizer.from_pretrained(installed.path)
+    ids, _ = chat_example(tokenizer, "Answer briefly.", "How much does the Acme Widget cost?", "It costs $149.")
+    messages = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "How much does the Acme Widget cost?"},
+        {"role": "assistant", "content": "It costs $149."},
+    ]
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert ids == tokenizer(full, add_special_tokens=False)["input_ids"]
