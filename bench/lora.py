@@ -54,6 +54,7 @@ def build(out: Path, *, count: int, rank: int, target_modules: list[str]) -> dic
 
     sys.path.insert(0, str(ROOT))
     from hub.basemodels import spec_from_folder
+    from hub.specs import modules_to_json
 
     base_dir = out / "base"
     config = LlamaConfig(**SMOLLM2_135M, architectures=["LlamaForCausalLM"], name_or_path=BASE_ALIAS)
@@ -67,7 +68,7 @@ def build(out: Path, *, count: int, rank: int, target_modules: list[str]) -> dic
         "num_attention_heads": spec.num_attention_heads,
         "num_key_value_heads": spec.num_key_value_heads,
         "vocab_size": spec.vocab_size,
-        "modules": {n: [m.kind, m.in_features, m.out_features] for n, m in spec.modules.items()},
+        "modules": modules_to_json(spec.modules),
         "aliases": list(spec.aliases),
     }
     (out / "spec.json").write_text(json.dumps(spec_json))

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.exceptions import HubError
-from hub.specs import BaseModelSpec, ModuleShape
+from hub.specs import BaseModelSpec, ModuleShape, modules_from_json, modules_to_json
 
 if TYPE_CHECKING:
     import torch
@@ -298,7 +298,7 @@ def _spec_to_json(spec: BaseModelSpec) -> dict[str, Any]:
         "num_attention_heads": spec.num_attention_heads,
         "num_key_value_heads": spec.num_key_value_heads,
         "vocab_size": spec.vocab_size,
-        "modules": {n: [m.kind, m.in_features, m.out_features] for n, m in spec.modules.items()},
+        "modules": modules_to_json(spec.modules),
     }
 
 
@@ -311,7 +311,7 @@ def _spec_from_json(data: dict[str, Any], *, name: str, aliases: tuple[str, ...]
         num_attention_heads=data["num_attention_heads"],
         num_key_value_heads=data["num_key_value_heads"],
         vocab_size=data["vocab_size"],
-        modules={n: ModuleShape(kind, i, o) for n, (kind, i, o) in data["modules"].items()},
+        modules=modules_from_json(data["modules"]),
         aliases=tuple(aliases),
     )
 

@@ -18,7 +18,7 @@ from .models import (
     Membership,
     Namespace,
 )
-from .specs import BaseModelSpec, ModuleShape
+from .specs import BaseModelSpec, modules_from_json
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -59,7 +59,7 @@ def base_model_spec(base: BaseModel) -> BaseModelSpec:
         num_attention_heads=base.num_attention_heads,
         num_key_value_heads=base.num_key_value_heads,
         vocab_size=base.vocab_size,
-        modules={k: ModuleShape(v[0], v[1], v[2]) for k, v in base.modules.items()},
+        modules=modules_from_json(base.modules),
         aliases=tuple(base.aliases.values_list("alias", flat=True)),
     )
 

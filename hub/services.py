@@ -32,6 +32,7 @@ from .models import (
     VersionFile,
 )
 from .selectors import base_model_resolve, base_model_spec, version_resolve
+from .specs import modules_to_json
 from .validation.files import check_upload_files
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def _check_name(kind: str, name: str) -> None:
 def base_model_register(*, installed: InstalledModel) -> BaseModel:
     """Register (or refresh) a base model from an installed HF folder. Idempotent."""
     spec = installed.spec
-    modules = {name: [shape.kind, shape.in_features, shape.out_features] for name, shape in spec.modules.items()}
+    modules = modules_to_json(spec.modules)
     base, created = BaseModel.objects.update_or_create(
         name=installed.name,
         defaults={

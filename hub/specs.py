@@ -41,3 +41,12 @@ class BaseModelSpec:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+
+def modules_to_json(modules: dict[str, ModuleShape]) -> dict[str, list]:
+    """``{name: [kind, in, out]}``: how module shapes are stored (registry row, marker file)."""
+    return {name: [m.kind, m.in_features, m.out_features] for name, m in modules.items()}
+
+
+def modules_from_json(data: dict[str, list]) -> dict[str, ModuleShape]:
+    return {name: ModuleShape(kind, i, o) for name, (kind, i, o) in data.items()}
