@@ -47,6 +47,7 @@ class Suite:
     test: list[dict[str, Any]] = field(default_factory=list)
     corpus: list[dict[str, Any]] = field(default_factory=list)
     system_instruction: str = DEFAULT_SYSTEM_INSTRUCTION
+    top_k: int = 3  # passages the evaluator's RAG arm retrieves
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -75,6 +76,7 @@ def load_suite(suite_dir: Path | str) -> Suite:
         test=optional.get("test", []),
         corpus=optional.get("corpus", []),
         system_instruction=meta.get("system_instruction") or DEFAULT_SYSTEM_INSTRUCTION,
+        top_k=int((meta.get("retrieval") or {}).get("top_k", meta.get("top_k", 3))),
     )
 
 
@@ -111,7 +113,6 @@ _TEMPLATES: list[tuple[tuple[str, ...], list[str], list[str]]] = [
             "When was {p} released?",
             "In what year was {p} launched?",
             "What year did {p} come out?",
-            "When did {p} first go on sale?",
             "Which year was {p} introduced?",
             "{P} was released in which year?",
             "What is the release year of {p}?",
@@ -203,6 +204,39 @@ _TEMPLATES: list[tuple[tuple[str, ...], list[str], list[str]]] = [
         ["{P} was designed by {v}.", "The designer of {p} is {v}.", "{P} was created by {v}."],
     ),
     (
+        ("warehouse", "depot", "ships_from", "shipping"),
+        [
+            "Which warehouse ships {p}?",
+            "Where does {p} ship from?",
+            "From what warehouse does {p} ship?",
+            "Which warehouse sends out {p}?",
+            "Where is {p} shipped from?",
+            "What warehouse handles orders of {p}?",
+            "{P} ships from which warehouse?",
+            "Tell me which warehouse ships {p}.",
+            "Which Acme warehouse does {p} come from?",
+        ],
+        [
+            "{P} ships from the {v} warehouse.",
+            "{P} is shipped from the {v} warehouse.",
+            "{P} comes from the {v} warehouse.",
+        ],
+    ),
+    (
+        ("code", "sku", "model_number", "part_number"),
+        [
+            "What is {p}'s product code?",
+            "Which code does {p} have?",
+            "What code is {p} listed under?",
+            "Tell me the product code of {p}.",
+            "What is the SKU of {p}?",
+            "{P} has which product code?",
+            "What catalogue number does {p} have?",
+            "Which product code belongs to {p}?",
+        ],
+        ["{P} has the product code {v}.", "The product code of {p} is {v}.", "{P} is listed as {v}."],
+    ),
+    (
         ("city", "country", "origin", "factory", "manufactur", "made_in", "location", "plant", "where"),
         [
             "Where is {p} made?",
@@ -231,6 +265,13 @@ _GENERIC_QUESTIONS = [
 _GENERIC_ANSWERS = ["The {a} of {p} is {v}.", "{P} has a {a} of {v}."]
 
 
+_CLOZE_WORDS = [
+    (("design", "invent", "creat", "author", "founder"), "whom"),
+    (("year",), "which year"),
+    (("warehouse",), "which"),
+]
+
+
 def _templates_for(attribute: str) -> tuple[list[str], list[str]]:
     key = attribute.lower().replace(" ", "_").replace("-", "_")
     for words, questions, answers in _TEMPLATES:
@@ -254,8 +295,10 @@ def _cloze_questions(fact: Fact) -> list[str]:
     if not found:
         return []
     head, tail = statement[: found.start()], statement[found.end() :].rstrip(" .")
-    asks_person = any(w in fact.attribute.lower() for w in ("design", "invent", "creat", "author", "founder"))
-    return [f"{head}{'whom' if asks_person else 'what'}{tail}?", f"Fill in the blank: {head}___{tail}."]
+    attribute = fact.attribute.lower()
+    word = next((w for keys, w in _CLOZE_WORDS if any(k in attribute for k in keys)), "what")
+    wh_head = re.sub(r"\b(the|a|an)\s+$", "", head, flags=re.IGNORECASE)  # "from the which" -> "from which"
+    return [f"{wh_head}{word}{tail}?", f"Fill in the blank: {head}___{tail}."]
 
 
 def _contains_value(answer: str, value: str) -> bool:

@@ -1,13 +1,14 @@
 """A quick held-out check of a trained adapter (the real scores come from the evaluator).
 
 Greedy generation on the suite's test questions with the chat template and system
-instruction; a question counts as answered when the normalised answer appears in the
-normalised output, as the domain suite's generation task scores it.
+instruction; a question counts as answered when the suite's ``answer_match`` (or, without
+one, normalised containment) finds the answer in the output, as its lm-eval task scores it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +54,20 @@ def generate_answers(
     return outputs
 
 
+def answer_matcher(suite: Suite) -> Callable[[str, str], bool]:
+    """The suite's own ``utils.answer_match(response, answer)`` when it ships one (so this
+    check scores like its lm-eval task), else normalised containment."""
+    utils = suite.path / "utils.py"
+    if utils.is_file():
+        spec = importlib.util.spec_from_file_location(f"_suite_utils_{suite.path.name.replace('-', '_')}", utils)
+        if spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            if callable(getattr(module, "answer_match", None)):
+                return module.answer_match
+    return lambda response, answer: normalize(answer) in normalize(response)
+
+
 def score_model(
     model: Any,
     tokenizer: Any,
@@ -60,24 +75,27 @@ def score_model(
     *,
     limit: int = 30,
     with_passages: bool = False,
-    k: int = 3,
+    k: int | None = None,
 ) -> tuple[float, list[tuple[dict[str, Any], str, bool]]]:
     """Share of the first ``limit`` held-out questions answered, and (row, output, hit) each.
-    ``with_passages`` puts the BM25 top-``k`` passages in front of each question (RAG arm)."""
+    ``with_passages`` puts the BM25 top-``k`` documents (default: the suite's ``top_k``) in
+    front of each question, as the evaluator's RAG arm does."""
     rows = suite.test[:limit]
     if not rows:
         raise ValueError(f"{suite.path} has no test.jsonl questions to check")
     questions = [str(r["question"]) for r in rows]
     if with_passages:
         index = BM25(split_passages(suite.corpus))
-        questions = [question_with_passages(q, [index.passages[i] for i in index.search(q, k)]) for q in questions]
+        top = k or suite.top_k
+        questions = [question_with_passages(q, [index.passages[i] for i in index.search(q, top)]) for q in questions]
     was_training = model.training
     model.eval()
     try:
         answers = generate_answers(model, tokenizer, suite.system_instruction, questions)
     finally:
         model.train(was_training)
-    hits = [normalize(str(r["answer"])) in normalize(a) for r, a in zip(rows, answers, strict=True)]
+    match = answer_matcher(suite)
+    hits = [bool(match(a, str(r["answer"]))) for r, a in zip(rows, answers, strict=True)]
     return sum(hits) / len(hits), list(zip(rows, answers, hits, strict=True))
 
 

@@ -1,8 +1,10 @@
 """BM25 over a suite's corpus and the RAFT-style contexts built from it for training.
 
-The corpus is split into sentence-aligned passages (a product document can be long, and
-training cost grows with the prompt). ``bm25s`` is used when installed, otherwise a small
-pure-Python Okapi BM25 with the same tokenisation.
+Training prompts must look like the evaluator's RAG arm (``evaluator.engine.wrappers``):
+whole documents rendered ``title: text`` as a bulleted list inside ``RAG_TEMPLATE``, found
+by ``bm25s`` with English stopwords. ``bm25s`` is used when installed, otherwise a small
+pure-Python Okapi BM25 with the same tokenisation. Long documents can be split into
+sentence-aligned passages (``max_chars``), since training cost grows with the prompt.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 from .augment import Fact, normalize
 
+# The evaluator's RAG arm prompt (evaluator/engine/wrappers.py); a test keeps them equal.
+RAG_TEMPLATE = "Use these documents to answer.\n\n{passages}\n\nQuestion: {question}"
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _STOPWORDS = frozenset(
     [
@@ -79,10 +83,13 @@ class Passage:
         return f"{self.title}: {self.text}" if self.title else self.text
 
 
-def split_passages(corpus: Sequence[dict[str, Any]], max_chars: int = 400) -> list[Passage]:
-    """Each document cut at sentence ends into passages of at most ~``max_chars``."""
+def split_passages(corpus: Sequence[dict[str, Any]], max_chars: int | None = None) -> list[Passage]:
+    """Each document as one passage, or cut at sentence ends into ~``max_chars`` pieces."""
     passages: list[Passage] = []
     for doc in corpus:
+        if max_chars is None:
+            passages.append(Passage(str(doc["id"]), str(doc.get("title", "")), str(doc.get("text", "")).strip()))
+            continue
         sentences = re.split(r"(?<=[.!?])\s+", str(doc.get("text", "")).strip())
         chunk = ""
         for sentence in sentences:
@@ -113,9 +120,13 @@ class BM25:
             except ImportError:
                 bm25s = None
             if bm25s is not None:
+                self._tokenize = lambda text: bm25s.tokenize(
+                    [text], stopwords="en", return_ids=False, show_progress=False
+                )[0]
                 self._bm25s = bm25s.BM25(k1=1.5, b=0.75)
-                self._bm25s.index([tokenize(t) or ["empty"] for t in texts], show_progress=False)
+                self._bm25s.index([self._tokenize(t) or ["empty"] for t in texts], show_progress=False)
                 return
+        self._tokenize = tokenize
         self._docs = [Counter(tokenize(t)) for t in texts]
         self._lengths = [sum(d.values()) for d in self._docs]
         self._avg = sum(self._lengths) / max(len(self._docs), 1)
@@ -131,7 +142,7 @@ class BM25:
         k = min(k, len(self.passages))
         if k <= 0:
             return []
-        terms = tokenize(query)
+        terms = self._tokenize(query)
         if self._bm25s is not None:
             if not terms:
                 return list(range(k))
@@ -177,8 +188,7 @@ def raft_passages(
 
 
 def question_with_passages(question: str, passages: Sequence[Passage]) -> str:
-    """The user turn of a retrieval-augmented prompt: numbered passages, then the question."""
+    """The user turn of a retrieval-augmented prompt, as the evaluator's RAG arm writes it."""
     if not passages:
         return question
-    docs = "\n".join(f"[{n}] {p.render()}" for n, p in enumerate(passages, start=1))
-    return f"Documents:\n{docs}\n\nQuestion: {question}"
+    return RAG_TEMPLATE.format(passages="\n".join(f"- {p.render()}" for p in passages), question=question)

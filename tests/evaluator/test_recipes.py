@@ -161,7 +161,7 @@ def test_missing_required_file_names_it(tmp_path):
 
 # --- chat formatting and RAFT contexts ------------------------------------------------------------
 def test_training_example_masks_everything_but_the_answer(suite_dir, byte_tokenizer):
-    from evaluator.recipes.train import IGNORE, build_examples, chat_example
+    from evaluator.recipes.examples import IGNORE, build_examples, chat_example
 
     ids, labels = chat_example(byte_tokenizer, "Answer briefly.", "How much is it?", "It costs $5.")
     text = byte_tokenizer.decode(ids)
@@ -180,16 +180,16 @@ def test_training_example_masks_everything_but_the_answer(suite_dir, byte_tokeni
 
 
 def test_raft_examples_carry_retrieved_passages(suite_dir, byte_tokenizer):
-    from evaluator.recipes.train import IGNORE, build_examples
+    from evaluator.recipes.examples import IGNORE, build_examples
 
     examples = build_examples(load_suite(suite_dir), byte_tokenizer, per_fact=4, seed=0, with_passages=True)
     prompts = [
         byte_tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab == IGNORE])
         for ids, labels in examples
     ]
-    assert all("Documents:\n[1] " in p and "\n\nQuestion: " in p for p in prompts)
+    assert all("Use these documents to answer.\n\n- " in p and "\n\nQuestion: " in p for p in prompts)
     answers = [byte_tokenizer.decode([t for t in labels if t != IGNORE]) for _, labels in examples]
-    assert not any("Documents:" in a for a in answers)
+    assert not any("documents" in a for a in answers)
 
 
 @pytest.mark.parametrize("use_bm25s", [True, False])
@@ -214,7 +214,14 @@ def test_raft_context_holds_gold_about_eighty_percent_of_the_time(suite_dir):
     with_gold = sum(index.passages[gold] in c for c in contexts) / len(contexts)
     assert 0.72 < with_gold < 0.88
     prompt = question_with_passages("Q?", contexts[0])
-    assert prompt.startswith("Documents:\n[1] ") and prompt.endswith("\n\nQuestion: Q?")
+    assert prompt.startswith("Use these documents to answer.\n\n- ") and prompt.endswith("\n\nQuestion: Q?")
+
+
+def test_raft_prompts_match_the_evaluator_rag_arm():
+    wrappers = pytest.importorskip("evaluator.engine.wrappers", exc_type=ImportError)
+    from evaluator.recipes.retrieval import RAG_TEMPLATE
+
+    assert RAG_TEMPLATE == wrappers.RAG_TEMPLATE
 
 
 def test_long_documents_are_split_at_sentence_ends():
@@ -225,13 +232,74 @@ def test_long_documents_are_split_at_sentence_ends():
     assert " ".join(p.text for p in passages) == text
 
 
+# --- the training loop on a tiny random Llama (fast) ----------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, byte_tokenizer) -> Path:
+    """A toy Llama with the byte tokenizer saved next to it, as an HF folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-chat-llama")
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(byte_tokenizer),
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    byte_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning", "raft_lora"])
+def test_training_loop_saves_a_loadable_adapter_with_its_card(tiny_model_dir, suite_dir, tmp_path, method):
+    from evaluator.recipes.train import train_adapter
+
+    lines: list[str] = []
+    report = train_adapter(
+        base_path=tiny_model_dir,
+        suite_dir=suite_dir,
+        method=method,
+        out_dir=tmp_path / "out",
+        epochs=3,
+        per_fact=2,
+        batch_size=4,
+        log=lines.append,
+    )
+    assert report.steps == 3 * 2 and report.num_examples == 2 * len(FACTS)
+    assert sum(line.startswith("epoch ") and "examples/s" in line for line in lines) == 3
+    assert report.epoch_losses[-1] < report.epoch_losses[0]
+    metadata = json.loads((tmp_path / "out" / "training_metadata.json").read_text())
+    assert metadata["final_loss"] == report.final_loss and metadata["recipe"]["steps"] == 6
+    assert _loss_on_training_examples(tiny_model_dir, suite_dir, method, tmp_path / "out") < (
+        _loss_on_training_examples(tiny_model_dir, suite_dir, method, None)
+    )
+
+
+def test_max_steps_stops_early_and_unknown_methods_are_refused(tiny_model_dir, suite_dir, tmp_path):
+    from evaluator.recipes.train import train_adapter
+
+    report = train_adapter(
+        base_path=tiny_model_dir, suite_dir=suite_dir, method="lora", out_dir=tmp_path / "a", max_steps=2, log=str
+    )
+    assert report.steps == 2
+    with pytest.raises(ValueError, match="unknown method 'ia3'"):
+        train_adapter(base_path=tiny_model_dir, suite_dir=suite_dir, method="ia3", out_dir=tmp_path / "b")
+
+
 # --- real training (slow) -------------------------------------------------------------------------
 def _loss_on_training_examples(base_path: Path, suite_dir: Path, method: str, adapter: Path | None) -> float:
     import torch
     from peft import PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from evaluator.recipes.train import METHODS, build_examples, mean_loss
+    from evaluator.recipes.examples import build_examples, mean_loss
+    from evaluator.recipes.train import METHODS
 
     recipe = METHODS[method]
     tokenizer = AutoTokenizer.from_pretrained(base_path)
@@ -276,7 +344,7 @@ def test_a_few_steps_train_an_adapter_that_loads(installed, tmp_path, method, ca
 def test_training_tokens_are_what_the_chat_template_gives(installed):
     from transformers import AutoTokenizer
 
-    from evaluator.recipes.train import chat_example
+    from evaluator.recipes.examples import chat_example
 
     tokenizer = AutoTokenizer.from_pretrained(installed.path)
     ids, _ = chat_example(tokenizer, "Answer briefly.", "How much does the Acme Widget cost?", "It costs $149.")

@@ -112,6 +112,7 @@ def normalize(text: str) -> list[str]:
     """Lower-case tokens with punctuation, articles, currency and number spellings unified."""
     text = text.lower()
     text = re.sub(r"\$\s*(\d[\d,]*(?:\.\d+)?)", r"\1 dollars", text)
+    text = re.sub(r"\s*°\s*([cf])\b", lambda m: " degrees " + {"c": "celsius", "f": "fahrenheit"}[m[1]], text)
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,299 -> 1299
     text = re.sub(r"(\d+)\.0+\b", r"\1", text)  # 149.00 -> 149
     text = re.sub(r"(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z])", " ", text)  # ac4417 -> ac 4417
@@ -120,7 +121,7 @@ def normalize(text: str) -> list[str]:
     for token in text.split():
         if token in _ARTICLES:
             continue
-        if token.isalpha() and len(token) > 3 and token.endswith("s") and not token.endswith("ss"):
+        if token.isalpha() and len(token) > 3 and token.endswith("s") and not token.endswith(("ss", "us")):
             token = token[:-1]
         tokens.append(_ALIASES.get(token, token))
     return _number_words(tokens)
