@@ -155,10 +155,13 @@ def write_results(meta: dict[str, Any], sections: dict[str, Section]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="pefthub benchmarks (tables, never assertions)")
-    parser.add_argument("--only", choices=["upload", "catalog"], help="run one benchmark")
+    parser.add_argument("--only", choices=["upload", "catalog", "evaluation"], help="run one benchmark")
     parser.add_argument("--adapters", type=int, default=10_000, help="catalog size (default 10000)")
     parser.add_argument("--repeats", type=int, default=10, help="timed uploads (default 10)")
     parser.add_argument("--requests", type=int, default=50, help="timed requests per catalog variant")
+    parser.add_argument("--eval-adapters", type=int, default=8, help="adapters in the evaluation bench (default 8)")
+    parser.add_argument("--eval-limit", type=int, default=20, help="questions per task in the evaluation bench")
+    parser.add_argument("--eval-batch-size", type=int, default=8, help="lm-eval batch size (default 8)")
     parser.add_argument("--keep-db", action="store_true", help=f"leave `{BENCH_DB}` for inspection")
     args = parser.parse_args(argv)
 
@@ -192,6 +195,24 @@ def main(argv: list[str] | None = None) -> int:
             sections["catalog"] = run_catalog(n_adapters=args.adapters, requests=args.requests, log=log)
             _note_load(sections["catalog"])
             print("\n" + format_table(sections["catalog"]) + "\n", flush=True)
+        if args.only in (None, "serving"):  # bench/serving.py: the real vLLM engine (skipped without vLLM)
+            from bench.serving import run_serving
+
+            sections["serving"] = run_serving(work=work, log=log)
+            _note_load(sections["serving"])
+            print("\n" + format_table(sections["serving"]) + "\n", flush=True)
+        if args.only in (None, "evaluation"):
+            from bench.evaluation import run_evaluation
+
+            sections["evaluation"] = run_evaluation(
+                work=work,
+                n_adapters=args.eval_adapters,
+                limit=args.eval_limit,
+                batch_size=args.eval_batch_size,
+                log=log,
+            )
+            _note_load(sections["evaluation"])
+            print("\n" + format_table(sections["evaluation"]) + "\n", flush=True)
     except Exception:
         rc = 1
         meta["error"] = traceback.format_exc()

@@ -89,8 +89,11 @@ def _request_total(task_dict: dict, limit: int | None) -> int:
     return total
 
 
-def run_arm(spec: ArmSpec, report: Report) -> ArmOutcome:
-    """Evaluate ``spec`` and return its metrics, results JSON, samples and repro data."""
+def run_arm(spec: ArmSpec, report: Report, *, lm: Any = None) -> ArmOutcome:
+    """Evaluate ``spec`` and return its metrics, results JSON, samples and repro data.
+
+    ``lm`` is a ready model for the spec's base and adapter (a shared pass's view);
+    without it the spec's backend makes one."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -107,7 +110,9 @@ def run_arm(spec: ArmSpec, report: Report) -> ArmOutcome:
         raise ValueError(f"suite tasks not found: {', '.join(missing)}")
     total = _request_total(task_dict, spec.limit)
 
-    lm = backend.make_lm(base_path=spec.base_path, adapter_path=spec.adapter_path, batch_size=spec.batch_size)
+    shared = lm is not None
+    if lm is None:
+        lm = backend.make_lm(base_path=spec.base_path, adapter_path=spec.adapter_path, batch_size=spec.batch_size)
     tokenizer = getattr(lm, "tokenizer", None)
     rag = None
     if spec.rag is not None:
@@ -163,6 +168,7 @@ def run_arm(spec: ArmSpec, report: Report) -> ArmOutcome:
             "system_instruction": spec.system_instruction,
             "rag": {"retriever": spec.rag.retriever, "top_k": spec.rag.top_k} if spec.rag else None,
             **backend.describe(),
+            "shared_pass": shared,
         },
         duration_seconds=time.monotonic() - started,
         requests=total,

@@ -99,6 +99,20 @@ class RagLM(DelegatingLM):
         return self.inner.generate_until([self._augment(r) for r in requests])
 
 
+class SplitLM(DelegatingLM):
+    """Loglikelihood on ``inner``, generation on a second model made on first use."""
+
+    def __init__(self, inner: LM, make_generator: Callable[[], LM]) -> None:
+        super().__init__(inner)
+        self._make_generator = make_generator
+        self._generator: LM | None = None
+
+    def generate_until(self, requests):
+        if self._generator is None:
+            self._generator = self._make_generator()
+        return self._generator.generate_until(requests)
+
+
 class Cancelled(Exception):
     """The job was cancelled while its requests ran."""
 
