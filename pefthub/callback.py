@@ -110,9 +110,7 @@ class PefthubCallback(TrainerCallback):
         if isinstance(logs.get("train_loss"), (int, float)):
             self._train_loss = float(logs["train_loss"])
 
-    def on_save(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if not self.push_on_save or not state.is_world_process_zero:
             return
         if control.should_training_stop or state.global_step >= state.max_steps:
@@ -154,8 +152,7 @@ class PefthubCallback(TrainerCallback):
                 shutil.rmtree(kept, ignore_errors=True)
                 shutil.copytree(tmp, kept)
                 log.error(
-                    "the trained adapter was not pushed; it is saved in %s: push it with "
-                    "`pefthub push %s %s`",
+                    "the trained adapter was not pushed; it is saved in %s: push it with `pefthub push %s %s`",
                     kept,
                     kept,
                     self.repo,

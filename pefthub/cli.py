@@ -158,9 +158,7 @@ def cmd_alias(client: Client, args: argparse.Namespace) -> int:
     if args.alias:
         version = args.version or rid.ref
         if not version:
-            raise ValueError(
-                f"say which version `{args.alias}` should point at: pefthub alias REPO ALIAS VERSION"
-            )
+            raise ValueError(f"say which version `{args.alias}` should point at: pefthub alias REPO ALIAS VERSION")
         alias = client.set_alias(rid, args.alias, version)
         print(f"{rid.full_name}: {alias['name']} -> v{alias['version']}")
         return 0
@@ -190,9 +188,7 @@ def cmd_login(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_whoami(client: Client, args: argparse.Namespace) -> int:
     if not client.token:
-        raise AuthenticationError(
-            f"no token: set {TOKEN_ENV}, pass --token or run `pefthub login`", status=None
-        )
+        raise AuthenticationError(f"no token: set {TOKEN_ENV}, pass --token or run `pefthub login`", status=None)
     me = client.whoami()
     if args.json:
         _print_json(me)
@@ -207,23 +203,15 @@ def cmd_whoami(client: Client, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pefthub", description="Push, pull and follow PEFT adapters.")
     parser.add_argument("--version", action="version", version=f"pefthub {__version__}")
-    parser.add_argument(
-        "--endpoint", help=f"the hub's address (default: ${ENDPOINT_ENV} or http://127.0.0.1:8000)"
-    )
-    parser.add_argument(
-        "--token", help=f"API token (default: ${TOKEN_ENV}, then the one `pefthub login` saved)"
-    )
-    parser.add_argument(
-        "--retries", type=int, default=4, help="retries after a dropped connection (default 4)"
-    )
+    parser.add_argument("--endpoint", help=f"the hub's address (default: ${ENDPOINT_ENV} or http://127.0.0.1:8000)")
+    parser.add_argument("--token", help=f"API token (default: ${TOKEN_ENV}, then the one `pefthub login` saved)")
+    parser.add_argument("--retries", type=int, default=4, help="retries after a dropped connection (default 4)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("push", help="upload an adapter folder as a new version")
     p.add_argument("folder", help="the folder peft's save_pretrained wrote")
     p.add_argument("repo", help="namespace/name; created when missing")
-    p.add_argument(
-        "--base-model", help="registered base model (default: the config's base_model_name_or_path)"
-    )
+    p.add_argument("--base-model", help="registered base model (default: the config's base_model_name_or_path)")
     p.add_argument("--metadata", help="card metadata as a JSON object, or @file.json")
     p.add_argument("--task-tag", action="append", help="task tag (repeatable)")
     p.add_argument("--dataset", action="append", help="training dataset (repeatable)")

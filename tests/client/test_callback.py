@@ -162,9 +162,7 @@ def test_callback_on_smollm2(live_server, alice, smollm2, tmp_path):
     callback = PefthubCallback(
         "alice/smol-trained", token=alice.token, endpoint=live_server.url, base_model="smollm2-135m-instruct"
     )
-    trainer = make_trainer(
-        lora_model(smollm2.local_path), dataset, tmp_path / "run", max_steps=2, callbacks=[callback]
-    )
+    trainer = make_trainer(lora_model(smollm2.local_path), dataset, tmp_path / "run", max_steps=2, callbacks=[callback])
 
     trainer.train()
 

@@ -82,9 +82,7 @@ def test_no_token_is_an_authentication_error(hub, monkeypatch, tmp_path):
 def test_pushing_into_another_namespace_is_permission_denied(hub, bob, lora_dir):
     with (
         pefthub.Client(hub, bob.token, progress=False) as client,
-        pytest.raises(
-            pefthub.PermissionDeniedError, match="user `bob` may not write to namespace `alice`"
-        ) as caught,
+        pytest.raises(pefthub.PermissionDeniedError, match="user `bob` may not write to namespace `alice`") as caught,
     ):
         client.push(lora_dir, "alice/not-bobs")
     assert (caught.value.status, caught.value.code) == (403, "permission_denied")
@@ -161,8 +159,7 @@ def test_bad_repo_names_and_folders_fail_before_any_request(client, tmp_path, cl
     done = run_cli(cli_env, "push", str(tmp_path / "missing"), "alice/x")
     assert done.returncode == 1
     assert (
-        done.stderr.strip()
-        == f"error: {tmp_path / 'missing'} is not a folder: push the folder save_pretrained wrote"
+        done.stderr.strip() == f"error: {tmp_path / 'missing'} is not a folder: push the folder save_pretrained wrote"
     )
     usage = run_cli(cli_env, "push")
     assert usage.returncode == 2

@@ -142,9 +142,7 @@ def test_multipart_body_streams_exactly_what_it_announces(lora_dir):
     import email.parser
 
     seen: list[int] = []
-    parts = [Part("metadata", value='{"license": "mit"}')] + [
-        Part("files", path=p) for p in select_files(lora_dir)
-    ]
+    parts = [Part("metadata", value='{"license": "mit"}')] + [Part("files", path=p) for p in select_files(lora_dir)]
     body = MultipartBody(parts, on_read=seen.append, chunk_size=1000)
 
     raw = b""
@@ -152,9 +150,7 @@ def test_multipart_body_streams_exactly_what_it_announces(lora_dir):
         raw += chunk
 
     assert len(raw) == len(body) == sum(seen) == body.bytes_read
-    message = email.parser.BytesParser().parsebytes(
-        f"Content-Type: {body.content_type}\r\n\r\n".encode() + raw
-    )
+    message = email.parser.BytesParser().parsebytes(f"Content-Type: {body.content_type}\r\n\r\n".encode() + raw)
     got = {
         (
             part.get_param("filename", header="content-disposition")
@@ -169,7 +165,5 @@ def test_multipart_body_streams_exactly_what_it_announces(lora_dir):
 
 def test_import_pefthub_does_not_import_torch_or_transformers():
     code = "import sys, pefthub; print([m for m in ('torch', 'transformers', 'django') if m in sys.modules])"
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     assert done.stdout.strip() == "[]"

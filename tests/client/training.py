@@ -52,9 +52,7 @@ def make_trainer(model, dataset, output_dir: Path, *, max_steps: int, callbacks=
         seed=0,
     )
     args.update(overrides)
-    return Trainer(
-        model=model, args=TrainingArguments(**args), train_dataset=dataset, callbacks=list(callbacks)
-    )
+    return Trainer(model=model, args=TrainingArguments(**args), train_dataset=dataset, callbacks=list(callbacks))
 
 
 def train_and_save(base_dir: Path, out: Path, *, steps: int = 3, examples: int = 6) -> Path:

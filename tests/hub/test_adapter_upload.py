@@ -18,9 +18,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def adapter(alice_client, tiny_base):
-    response = alice_client.post(
-        "/api/v1/adapters/", {"namespace": "alice", "name": "support-bot"}, format="json"
-    )
+    response = alice_client.post("/api/v1/adapters/", {"namespace": "alice", "name": "support-bot"}, format="json")
     assert response.status_code == 201, response.json()
     return "alice/support-bot"
 
@@ -257,9 +255,7 @@ REFUSALS = {
         ["foo_proj", "tiny-llama"],
     ),
     "wrong_base": (
-        lambda d: folder_files(
-            d, adapter_config__json=edit_config(d, base_model_name_or_path="meta/llama-70b")
-        ),
+        lambda d: folder_files(d, adapter_config__json=edit_config(d, base_model_name_or_path="meta/llama-70b")),
         422,
         ["meta/llama-70b", "not registered"],
     ),
@@ -271,9 +267,7 @@ REFUSALS = {
     "auto_mapping": (
         lambda d: folder_files(
             d,
-            adapter_config__json=edit_config(
-                d, auto_mapping={"base_model_class": "Evil", "parent_library": "os"}
-            ),
+            adapter_config__json=edit_config(d, auto_mapping={"base_model_class": "Evil", "parent_library": "os"}),
         ),
         422,
         ["auto_mapping"],
@@ -391,9 +385,7 @@ def test_archive_with_symlink_is_refused(alice_client, adapter, lora_dir, blob_d
     _assert_nothing_kept(blob_dir, upload_tmp_dir)
 
 
-def test_failure_while_storing_leaves_no_blob(
-    monkeypatch, alice_client, adapter, lora_dir, blob_dir, upload_tmp_dir
-):
+def test_failure_while_storing_leaves_no_blob(monkeypatch, alice_client, adapter, lora_dir, blob_dir, upload_tmp_dir):
     """An upload interrupted after its blobs were written rolls back rows and files alike."""
     from hub import services
 

@@ -224,9 +224,7 @@ def test_folder_reloads_without_gguf_to_identical_logits(installed, gguf_loaded)
 
     assert not getattr(model, "is_quantized", False)
     assert model.dtype == torch.float32
-    inputs = tokenizer.apply_chat_template(
-        PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )
+    inputs = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
         assert torch.equal(model(**inputs).logits, gguf_model(**inputs).logits)
         answer = model.generate(**inputs, max_new_tokens=12, do_sample=False)
@@ -244,9 +242,7 @@ def test_tokenizer_and_chat_template_survive_the_conversion(installed, gguf_load
         assert tokenizer(text)["input_ids"] == gguf_tokenizer(text)["input_ids"], text
     chat = tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True)
     assert chat == gguf_tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True)
-    assert chat.endswith(
-        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
-    )
+    assert chat.endswith("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
     assert tokenizer.eos_token == "<|im_end|>"
     assert tokenizer.model_max_length == 8192
 
@@ -260,9 +256,7 @@ def test_spec_lists_every_adaptable_module_of_smollm2(installed):
     assert (spec.hidden_size, spec.num_layers, spec.vocab_size) == (HIDDEN, LAYERS, VOCAB)
     assert (spec.num_attention_heads, spec.num_key_value_heads, spec.head_dim) == (9, 3, 64)
     expected = {
-        f"model.layers.{layer}.{suffix}": shape
-        for layer in range(LAYERS)
-        for suffix, shape in LAYER_MODULES.items()
+        f"model.layers.{layer}.{suffix}": shape for layer in range(LAYERS) for suffix, shape in LAYER_MODULES.items()
     }
     expected["model.embed_tokens"] = ModuleShape("embedding", VOCAB, HIDDEN)
     expected["lm_head"] = ModuleShape("linear", HIDDEN, VOCAB)
@@ -299,9 +293,7 @@ def test_installed_model_is_picked_up_without_torch(installed):
         "print(json.dumps([m.revision, len(m.spec.modules), m.already_installed]))\n"
     )
     repo = Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
 
     assert json.loads(result.stdout.splitlines()[-1]) == [installed.revision, LAYERS * 7 + 2, True]
 

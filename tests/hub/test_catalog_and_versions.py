@@ -76,9 +76,7 @@ def test_catalog_query_count_is_constant(catalog, alice_client, lora_dir):
     few = count()
     for i in range(6):
         alice_client.post("/api/v1/adapters/", {"namespace": "alice", "name": f"more-{i}"}, format="json")
-        upload(
-            alice_client, f"alice/more-{i}", folder_files(lora_dir), metadata={"task_tags": ["x", f"t{i}"]}
-        )
+        upload(alice_client, f"alice/more-{i}", folder_files(lora_dir), metadata={"task_tags": ["x", f"t{i}"]})
     assert count() == few
 
 

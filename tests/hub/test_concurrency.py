@@ -16,9 +16,7 @@ from tests.utils import folder_files, upload
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_concurrent_uploads_get_consecutive_unique_versions(
-    alice, alice_client, tiny_base, lora_dir, lora_dir_2
-):
+def test_concurrent_uploads_get_consecutive_unique_versions(alice, alice_client, tiny_base, lora_dir, lora_dir_2):
     alice_client.post("/api/v1/adapters/", {"namespace": "alice", "name": "busy"}, format="json")
     jobs = 8
     barrier = threading.Barrier(jobs)
@@ -39,9 +37,7 @@ def test_concurrent_uploads_get_consecutive_unique_versions(
     for t in threads:
         t.join()
 
-    assert [r.status_code for r in results] == [201] * jobs, [
-        r.json() for r in results if r.status_code != 201
-    ]
+    assert [r.status_code for r in results] == [201] * jobs, [r.json() for r in results if r.status_code != 201]
     numbers = sorted(r.json()["version"] for r in results)
     assert numbers == list(range(1, jobs + 1))
     assert AdapterVersion.objects.filter(adapter__name="busy").count() == jobs

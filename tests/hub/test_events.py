@@ -54,17 +54,12 @@ def test_new_version_enqueues_evaluation_event(redis_broker, alice_client, tiny_
     assert _queued(redis_broker) == [{"task": "evaluator.version_created", "args": [response.json()["id"]]}]
 
 
-def test_refused_or_rolled_back_upload_enqueues_nothing(
-    redis_broker, alice, alice_client, tiny_base, lora_dir
-):
+def test_refused_or_rolled_back_upload_enqueues_nothing(redis_broker, alice, alice_client, tiny_base, lora_dir):
     from hub import services
     from hub.models import Adapter
 
     alice_client.post("/api/v1/adapters/", {"namespace": "alice", "name": "quiet"}, format="json")
-    assert (
-        upload(alice_client, "alice/quiet", folder_files(lora_dir, adapter_config__json=None)).status_code
-        == 422
-    )
+    assert upload(alice_client, "alice/quiet", folder_files(lora_dir, adapter_config__json=None)).status_code == 422
 
     class Abort(Exception):
         pass

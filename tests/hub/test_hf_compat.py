@@ -83,9 +83,7 @@ def hub(live_server, monkeypatch, tmp_path) -> Hub:
 @pytest.fixture
 def support_bot(alice_client, tiny_base, lora_dir, lora_dir_2) -> dict[int, dict]:
     """``alice/support-bot``: v1 from lora_dir (alias ``prod``), v2 from lora_dir_2 (latest)."""
-    response = alice_client.post(
-        "/api/v1/adapters/", {"namespace": "alice", "name": "support-bot"}, format="json"
-    )
+    response = alice_client.post("/api/v1/adapters/", {"namespace": "alice", "name": "support-bot"}, format="json")
     assert response.status_code == 201, response.json()
     versions = {}
     for number, folder in ((1, lora_dir), (2, lora_dir_2)):
@@ -131,9 +129,7 @@ def test_a_version_uploaded_again_shares_its_commit(hub, support_bot, alice_clie
     assert response.status_code == 201
     assert response.json()["content_hash"] == support_bot[1]["content_hash"]
     for revision in ("v3", "v1"):
-        folder = snapshot_download(
-            REPO, revision=revision, cache_dir=hub.cache, endpoint=hub.url, token=False
-        )
+        folder = snapshot_download(REPO, revision=revision, cache_dir=hub.cache, endpoint=hub.url, token=False)
         assert Path(folder).name == _sha40(support_bot[1])
         assert _read_folder(Path(folder)) == folder_files(lora_dir)
 
@@ -180,9 +176,7 @@ def test_head_describes_the_file_without_xet(hub, support_bot, lora_dir):
     moved = requests.head(hub.file_url("v1", "adapter_model.safetensors"), timeout=30)
     assert moved.status_code == 302
     assert moved.headers["Location"] == f"/{REPO}/resolve/{commit}/adapter_model.safetensors"
-    response = requests.head(
-        hub.file_url("v1", "adapter_model.safetensors"), allow_redirects=True, timeout=30
-    )
+    response = requests.head(hub.file_url("v1", "adapter_model.safetensors"), allow_redirects=True, timeout=30)
     assert response.status_code == 200
     assert response.content == b""
     assert int(response.headers["Content-Length"]) == len(content)
@@ -261,10 +255,7 @@ def test_deprecated_version_warns_the_client(hub, support_bot, alice_client):
     response = alice_client.post(f"/api/v1/adapters/{REPO}/versions/1/deprecate/", {"reason": "use v2"})
     assert response.status_code == 200
     for url in (hub.file_url("v1", "adapter_config.json"), f"{hub.url}/api/models/{REPO}/revision/v1"):
-        assert (
-            "alice/support-bot@v1 is deprecated: use v2"
-            in requests.head(url, timeout=30).headers["X-HF-Warning"]
-        )
+        assert "alice/support-bot@v1 is deprecated: use v2" in requests.head(url, timeout=30).headers["X-HF-Warning"]
     assert "X-HF-Warning" not in requests.head(hub.file_url("v2", "adapter_config.json"), timeout=30).headers
 
 
@@ -297,9 +288,7 @@ def test_list_repo_tree_follows_link_pages(hub, support_bot, lora_dir, settings)
     expected = folder_files(lora_dir)
     assert all(isinstance(e, RepoFile) for e in entries)
     assert [e.path for e in entries] == sorted(expected)
-    assert {e.path: e.lfs.sha256 for e in entries} == {
-        k: hashlib.sha256(v).hexdigest() for k, v in expected.items()
-    }
+    assert {e.path: e.lfs.sha256 for e in entries} == {k: hashlib.sha256(v).hexdigest() for k, v in expected.items()}
     pages = [c[1] for c in hub.calls if "/tree/" in c[1]]
     assert len(pages) == len(expected) >= 2
     # Later pages name the commit, so a moving alias cannot mix two versions in one listing.
@@ -352,9 +341,7 @@ def test_missing_repo_revision_and_file_raise_the_client_errors(hub, support_bot
     assert isinstance(missing.value, EntryNotFoundError)
     assert "has no file `nope.json`" in str(missing.value)
     # The client remembers that the commit has no such file.
-    assert (
-        hub.cache / "models--alice--support-bot" / ".no_exist" / _sha40(support_bot[1]) / "nope.json"
-    ).exists()
+    assert (hub.cache / "models--alice--support-bot" / ".no_exist" / _sha40(support_bot[1]) / "nope.json").exists()
 
 
 def test_private_adapter_needs_a_members_token(hub, support_bot, alice, bob, lora_dir_2):
@@ -378,9 +365,7 @@ def test_private_adapter_needs_a_members_token(hub, support_bot, alice, bob, lor
 
     # A token the hub does not know (say, a huggingface.co one) is a 401, not "not found".
     with pytest.raises(HfHubHTTPError) as bad:
-        hf_hub_download(
-            REPO, "README.md", token="hf_not_a_hub_token", cache_dir=hub.cache / "empty", endpoint=hub.url
-        )
+        hf_hub_download(REPO, "README.md", token="hf_not_a_hub_token", cache_dir=hub.cache / "empty", endpoint=hub.url)
     assert not isinstance(bad.value, RepositoryNotFoundError)
     assert bad.value.response.status_code == 401
 
@@ -446,9 +431,7 @@ print(json.dumps({
 """
 
 
-def test_peft_from_pretrained_through_hf_endpoint(
-    live_server, support_bot, alice, tiny_base_dir, lora_dir_2, tmp_path
-):
+def test_peft_from_pretrained_through_hf_endpoint(live_server, support_bot, alice, tiny_base_dir, lora_dir_2, tmp_path):
     """``HF_ENDPOINT=<hub> HF_TOKEN=<hub token>`` and peft loads a private adapter by its name."""
     response = client_for(alice).patch(f"/api/v1/adapters/{REPO}/", {"private": True}, format="json")
     assert response.status_code == 200

@@ -104,8 +104,6 @@ def test_adapter_survives_the_round_trip(method, smollm2, base_and_tokenizer, al
     # and the adapter really changes the model: the comparison is not vacuous
     with torch.no_grad():
         plain = (
-            model_class.from_pretrained(base_path)
-            .eval()(**tokenizer(TEXTS, return_tensors="pt", padding=True))
-            .logits
+            model_class.from_pretrained(base_path).eval()(**tokenizer(TEXTS, return_tensors="pt", padding=True)).logits
         )
     assert not torch.equal(plain, after[:, -plain.shape[1] :, :])

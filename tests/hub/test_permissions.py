@@ -13,9 +13,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def private_adapter(alice, alice_client, tiny_base, lora_dir):
-    alice_client.post(
-        "/api/v1/adapters/", {"namespace": "alice", "name": "secret", "private": True}, format="json"
-    )
+    alice_client.post("/api/v1/adapters/", {"namespace": "alice", "name": "secret", "private": True}, format="json")
     assert upload(alice_client, "alice/secret", folder_files(lora_dir)).status_code == 201
     return "alice/secret"
 
@@ -53,9 +51,7 @@ def test_member_of_namespace_sees_private_adapter(private_adapter, alice, bob, b
     services.membership_set(namespace=Namespace.objects.get(name="alice"), user=bob, role="reader")
     assert bob_client.get(f"/api/v1/adapters/{private_adapter}/").status_code == 200
     # a reader may read but not push
-    response = bob_client.put(
-        f"/api/v1/adapters/{private_adapter}/aliases/prod/", {"version": "1"}, format="json"
-    )
+    response = bob_client.put(f"/api/v1/adapters/{private_adapter}/aliases/prod/", {"version": "1"}, format="json")
     assert response.status_code == 403
 
 
@@ -65,9 +61,7 @@ def test_outsider_cannot_write_to_another_namespace(public_adapter, bob_client, 
     assert "alice" in response.json()["error"]["message"]
     response = bob_client.post("/api/v1/adapters/", {"namespace": "alice", "name": "x"}, format="json")
     assert response.status_code == 403
-    response = bob_client.put(
-        f"/api/v1/adapters/{public_adapter}/aliases/prod/", {"version": "1"}, format="json"
-    )
+    response = bob_client.put(f"/api/v1/adapters/{public_adapter}/aliases/prod/", {"version": "1"}, format="json")
     assert response.status_code == 403
     response = bob_client.post(f"/api/v1/adapters/{public_adapter}/versions/1/deprecate/", {}, format="json")
     assert response.status_code == 403
@@ -130,7 +124,5 @@ def test_owner_adds_member_who_can_then_push(alice_client, bob, bob_client, tiny
     assert response.status_code == 200
     assert upload(bob_client, "acme/bot", folder_files(lora_dir)).status_code == 201
     # bob is a writer, not an owner: he cannot add members
-    response = bob_client.put(
-        "/api/v1/namespaces/acme/members/", {"username": "bob", "role": "owner"}, format="json"
-    )
+    response = bob_client.put("/api/v1/namespaces/acme/members/", {"username": "bob", "role": "owner"}, format="json")
     assert response.status_code == 403

@@ -35,9 +35,7 @@ def test_missing_required_file_is_refused(lora: Upload, tiny_spec: BaseModelSpec
 @pytest.mark.parametrize(
     "name", ["adapter_model.bin", "training_args.bin", "optimizer.pt", "model.PTH", "x.pkl", "a.ckpt"]
 )
-def test_pickle_files_are_refused_with_conversion_advice(
-    lora: Upload, tiny_spec: BaseModelSpec, name: str
-) -> None:
+def test_pickle_files_are_refused_with_conversion_advice(lora: Upload, tiny_spec: BaseModelSpec, name: str) -> None:
     error = reject(lora.with_file(name, b"\x80\x04pickle"), tiny_spec)
     assert error.file == name
     assert name in error.message
@@ -45,9 +43,7 @@ def test_pickle_files_are_refused_with_conversion_advice(
     assert "safetensors.torch.save_file" in error.message
 
 
-def test_pickle_weights_instead_of_safetensors_are_refused_as_pickle(
-    lora: Upload, tiny_spec: BaseModelSpec
-) -> None:
+def test_pickle_weights_instead_of_safetensors_are_refused_as_pickle(lora: Upload, tiny_spec: BaseModelSpec) -> None:
     # The usual mistake: an old save with adapter_model.bin and no safetensors file.
     upload = lora.without(WEIGHTS).with_file("adapter_model.bin", b"\x80\x04")
     error = reject(upload, tiny_spec)
@@ -111,9 +107,7 @@ def test_oversize_config_is_refused(lora: Upload, tiny_spec: BaseModelSpec) -> N
     assert error.file == CONFIG and "10 bytes" in error.message
 
 
-def test_declared_size_that_disagrees_with_the_data_is_refused(
-    lora: Upload, tiny_spec: BaseModelSpec
-) -> None:
+def test_declared_size_that_disagrees_with_the_data_is_refused(lora: Upload, tiny_spec: BaseModelSpec) -> None:
     sizes = {**lora.sizes(), WEIGHTS: len(lora.blobs[WEIGHTS]) + 100}
     with pytest.raises(UploadRejected) as info:
         validate_adapter(lora.files(), sizes, tiny_spec)

@@ -43,9 +43,7 @@ def test_finite_tensors_pass(dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 def test_nan_is_found_and_counted(dtype: torch.dtype) -> None:
     with pytest.raises(UploadRejected) as info:
-        check(
-            tensors_bytes({"fine": torch.zeros(4, dtype=dtype), "bad.lora_A.weight": poisoned(dtype, 3, 0)})
-        )
+        check(tensors_bytes({"fine": torch.zeros(4, dtype=dtype), "bad.lora_A.weight": poisoned(dtype, 3, 0)}))
     assert info.value.field == "bad.lora_A.weight" and info.value.file == WEIGHTS
     assert "tensor `bad.lora_A.weight`" in info.value.message
     assert "3 NaN values" in info.value.message and "Inf" not in info.value.message

@@ -28,9 +28,7 @@ def test_default_ia3(make_adapter, tiny_spec: BaseModelSpec) -> None:
 
 def test_ia3_custom_feedforward(make_adapter, tiny_spec: BaseModelSpec) -> None:
     upload = make_adapter(
-        IA3Config(
-            task_type="CAUSAL_LM", target_modules=["q_proj", "up_proj"], feedforward_modules=["up_proj"]
-        )
+        IA3Config(task_type="CAUSAL_LM", target_modules=["q_proj", "up_proj"], feedforward_modules=["up_proj"])
     )
     assert upload.header()[f"{PREFIX}.mlp.up_proj.ia3_l"]["shape"] == [1, 64]
     assert upload.validate(tiny_spec).trainable_params == upload.peft_trainable

@@ -55,15 +55,12 @@ def test_rank_and_alpha_pattern(make_adapter, tiny_spec: BaseModelSpec) -> None:
 
 def test_rank_pattern_is_honored_for_expected_shapes(make_adapter, tiny_spec: BaseModelSpec) -> None:
     upload = make_adapter(
-        LoraConfig(
-            task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"], rank_pattern={"v_proj": 2}
-        )
+        LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"], rank_pattern={"v_proj": 2})
     )
     # Same tensors, but the config no longer says v_proj has rank 2.
     error = reject(upload.with_config(rank_pattern={}), tiny_spec)
     assert (
-        "v_proj.lora_A.weight` has shape [2, 64] but adapter_config.json `r` is 4, so expected [4, 64]"
-        in error.message
+        "v_proj.lora_A.weight` has shape [2, 64] but adapter_config.json `r` is 4, so expected [4, 64]" in error.message
     )
     error = reject(upload.with_config(rank_pattern={"v_proj": 3}), tiny_spec)
     assert "`rank_pattern` entry `v_proj` is 3" in error.message
@@ -90,9 +87,7 @@ def test_wrong_feature_dimension_is_refused(lora: Upload, tiny_spec: BaseModelSp
 
 
 def test_dora(make_adapter, tiny_spec: BaseModelSpec) -> None:
-    upload = make_adapter(
-        LoraConfig(task_type="CAUSAL_LM", r=4, use_dora=True, target_modules=["q_proj", "v_proj"])
-    )
+    upload = make_adapter(LoraConfig(task_type="CAUSAL_LM", r=4, use_dora=True, target_modules=["q_proj", "v_proj"]))
     assert f"{Q0}.lora_magnitude_vector" in upload.header()
     result = upload.validate(tiny_spec)
     assert "use_dora: DoRA magnitude vectors present" in result.flags
@@ -104,8 +99,7 @@ def test_dora_vectors_without_use_dora_are_refused(make_adapter, tiny_spec: Base
     upload = make_adapter(LoraConfig(task_type="CAUSAL_LM", r=4, use_dora=True, target_modules=["q_proj"]))
     error = reject(upload.with_config(use_dora=False), tiny_spec)
     assert (
-        "lora_magnitude_vector` is a DoRA magnitude vector" in error.message
-        and "`use_dora` is false" in error.message
+        "lora_magnitude_vector` is a DoRA magnitude vector" in error.message and "`use_dora` is false" in error.message
     )
 
 
@@ -144,9 +138,7 @@ def test_linear_weights_on_an_embedding_are_refused(make_adapter, tiny_spec: Bas
 
 
 def test_layers_to_transform_and_regex_targets(make_adapter, tiny_spec: BaseModelSpec) -> None:
-    upload = make_adapter(
-        LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["o_proj"], layers_to_transform=[1])
-    )
+    upload = make_adapter(LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["o_proj"], layers_to_transform=[1]))
     assert upload.validate(tiny_spec).tensor_count == 2
     regex = make_adapter(LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=r".*\.0\.mlp\.(up|gate)_proj"))
     assert regex.validate(tiny_spec).target_modules == ["gate_proj", "up_proj"]
@@ -169,8 +161,7 @@ def test_unknown_target_module_is_refused(lora: Upload, tiny_spec: BaseModelSpec
     error = reject(lora.with_config(target_modules=["q_proj", "k_proj", "v_proj", "foo_proj"]), tiny_spec)
     assert error.file == CONFIG and error.field == "target_modules"
     assert (
-        "target module `foo_proj` not found in base model `tiny-llama`; it has: embed_tokens, q_proj"
-        in error.message
+        "target module `foo_proj` not found in base model `tiny-llama`; it has: embed_tokens, q_proj" in error.message
     )
 
 
@@ -212,10 +203,7 @@ def test_missing_b_is_refused(lora: Upload, tiny_spec: BaseModelSpec) -> None:
 
     tensors = {k: v for k, v in load(lora.blobs[WEIGHTS]).items() if k in only_a}
     error = reject(lora.with_file(WEIGHTS, tensors_bytes(tensors)), tiny_spec)
-    assert (
-        f"module `model.layers.0.self_attn.q_proj` has `{Q0}.lora_A.weight` but no `lora_B.weight`"
-        in error.message
-    )
+    assert f"module `model.layers.0.self_attn.q_proj` has `{Q0}.lora_A.weight` but no `lora_B.weight`" in error.message
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,7 @@ def reject(upload: Upload, base: BaseModelSpec) -> UploadRejected:
 
 def test_unknown_peft_type_is_refused(lora: Upload, tiny_spec: BaseModelSpec) -> None:
     error = reject(lora.with_config(peft_type="FOO"), tiny_spec)
-    assert (
-        "unknown peft_type `FOO`; supported: LORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING"
-        in error.message
-    )
+    assert "unknown peft_type `FOO`; supported: LORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING" in error.message
     assert error.field == "peft_type"
 
 
@@ -49,9 +46,7 @@ def test_missing_peft_type_is_refused(lora: Upload, tiny_spec: BaseModelSpec) ->
         (b"\xff\xfe\x00", "not valid UTF-8"),
     ],
 )
-def test_unparseable_config_is_refused(
-    lora: Upload, tiny_spec: BaseModelSpec, payload: bytes, expected: str
-) -> None:
+def test_unparseable_config_is_refused(lora: Upload, tiny_spec: BaseModelSpec, payload: bytes, expected: str) -> None:
     assert expected in reject(lora.with_file(CONFIG, payload), tiny_spec).message
 
 
@@ -78,9 +73,7 @@ def test_auto_mapping_to_a_transformers_class_is_accepted(make_adapter, tiny_spe
     assert upload.validate(tiny_spec).config["auto_mapping"]["base_model_class"] == "LlamaForCausalLM"
 
 
-@pytest.mark.parametrize(
-    "field, value", [("modules_to_save", ["lm_head"]), ("trainable_token_indices", [1, 2])]
-)
+@pytest.mark.parametrize("field, value", [("modules_to_save", ["lm_head"]), ("trainable_token_indices", [1, 2])])
 def test_full_module_copies_are_refused(lora: Upload, tiny_spec: BaseModelSpec, field: str, value) -> None:
     error = reject(lora.with_config(**{field: value}), tiny_spec)
     assert error.field == field and f"retrain without `{field}`" in error.message
@@ -146,9 +139,7 @@ def test_foreign_base_model_name_is_flagged_not_refused(lora: Upload, tiny_spec:
 
 
 @pytest.mark.parametrize("pattern", [r"(.*)*x", r"(a+)+$", r".*.*.*.*.*\.q_proj"])
-def test_regex_that_could_backtrack_forever_is_refused(
-    lora: Upload, tiny_spec: BaseModelSpec, pattern: str
-) -> None:
+def test_regex_that_could_backtrack_forever_is_refused(lora: Upload, tiny_spec: BaseModelSpec, pattern: str) -> None:
     error = reject(lora.with_config(target_modules=pattern), tiny_spec)
     assert error.field == "target_modules" and "repetition" in error.message
 

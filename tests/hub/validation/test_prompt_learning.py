@@ -32,9 +32,7 @@ def test_prompt_tuning(make_adapter, tiny_spec: BaseModelSpec) -> None:
 
 
 def test_p_tuning(make_adapter, tiny_spec: BaseModelSpec) -> None:
-    upload = make_adapter(
-        PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, encoder_hidden_size=16)
-    )
+    upload = make_adapter(PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, encoder_hidden_size=16))
     result = upload.validate(tiny_spec)
     assert result.peft_type == "P_TUNING" and result.num_virtual_tokens == 5
     # peft saves the encoder's output, not the encoder, so fewer params than it trained.
@@ -54,9 +52,7 @@ def test_prefix_tuning_uses_key_value_width(make_adapter, tiny_spec: BaseModelSp
 
 def test_prefix_tuning_with_projection_saves_the_same_shape(make_adapter, tiny_spec: BaseModelSpec) -> None:
     upload = make_adapter(
-        PrefixTuningConfig(
-            task_type="CAUSAL_LM", num_virtual_tokens=3, prefix_projection=True, encoder_hidden_size=8
-        )
+        PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3, prefix_projection=True, encoder_hidden_size=8)
     )
     assert upload.validate(tiny_spec).trainable_params == 3 * 2 * 2 * KV_DIM
 
@@ -71,9 +67,7 @@ def test_num_layers_mismatch_names_both(make_adapter, tiny_spec: BaseModelSpec) 
 def test_prefix_token_dim_of_full_hidden_size_is_refused(make_adapter, tiny_spec: BaseModelSpec) -> None:
     upload = make_adapter(PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=6))
     error = reject(upload.with_config(token_dim=64), tiny_spec)
-    assert (
-        error.field == "token_dim" and "`token_dim` is 64" in error.message and "expected 32" in error.message
-    )
+    assert error.field == "token_dim" and "`token_dim` is 64" in error.message and "expected 32" in error.message
     assert "grouped-query" in error.message
 
 
@@ -86,9 +80,7 @@ def test_prefix_num_attention_heads_mismatch_is_refused(make_adapter, tiny_spec:
 def test_prompt_token_dim_mismatch_names_both(make_adapter, tiny_spec: BaseModelSpec) -> None:
     upload = make_adapter(PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=7))
     error = reject(upload.with_config(token_dim=576), tiny_spec)
-    assert (
-        "`token_dim` is 576 but base model `tiny-llama` has hidden size 64, so expected 64" in error.message
-    )
+    assert "`token_dim` is 576 but base model `tiny-llama` has hidden size 64, so expected 64" in error.message
 
 
 def test_prompt_embedding_shape_mismatch_is_refused(make_adapter, tiny_spec: BaseModelSpec) -> None:
@@ -115,10 +107,7 @@ def test_extra_tensors_are_refused(make_adapter, tiny_spec: BaseModelSpec) -> No
 
 def test_seq2seq_submodules_are_refused(make_adapter, tiny_spec: BaseModelSpec) -> None:
     upload = make_adapter(PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
-    assert (
-        reject(upload.with_config(num_transformer_submodules=2), tiny_spec).field
-        == "num_transformer_submodules"
-    )
+    assert reject(upload.with_config(num_transformer_submodules=2), tiny_spec).field == "num_transformer_submodules"
 
 
 def test_bad_num_virtual_tokens_is_refused(make_adapter, tiny_spec: BaseModelSpec) -> None:

@@ -38,9 +38,7 @@ def two_tensors() -> tuple[dict, bytes]:
 
 
 def test_reads_what_safetensors_wrote() -> None:
-    data = tensors_bytes(
-        {"x": torch.zeros(3, 5, dtype=torch.bfloat16), "y": torch.ones(2, dtype=torch.float64)}
-    )
+    data = tensors_bytes({"x": torch.zeros(3, 5, dtype=torch.bfloat16), "y": torch.ones(2, dtype=torch.float64)})
     metadata, tensors = read(data)
     assert metadata == {}
     assert tensors["x"].dtype == "BF16" and tensors["x"].shape == (3, 5)

@@ -42,9 +42,7 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BaseMode
     root: Path = tmp_path_factory.mktemp("smollm2")
     adapters: dict[str, Upload] = {}
     configs = {
-        "lora": LoraConfig(
-            task_type="CAUSAL_LM", r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj"]
-        ),
+        "lora": LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj"]),
         "dora": LoraConfig(task_type="CAUSAL_LM", r=8, use_dora=True, target_modules=["o_proj", "down_proj"]),
         "ia3": IA3Config(task_type="CAUSAL_LM"),
         "prefix": PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=10),
