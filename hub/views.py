@@ -1,21 +1,9 @@
-"""Server-rendered pages of the hub (the full catalog UI grows in templates/)."""
+"""Plain Django views of the hub. The pages (catalog, adapter pages, ...) live in ``web/``."""
 
 from __future__ import annotations
 
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
-
-from . import selectors
-
-
-def home(request: HttpRequest) -> HttpResponse:
-    adapters = selectors.adapter_list(user=request.user, filters=selectors.CatalogFilters())[:50]
-    return render(
-        request,
-        "hub/home.html",
-        {"adapters": adapters, "base_models": selectors.base_model_list()},
-    )
+from django.http import HttpRequest, JsonResponse
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

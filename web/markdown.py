@@ -1,0 +1,35 @@
+"""Model cards: Markdown rendered to HTML, then sanitised with an allow-list (nh3).
+
+An uploaded README is untrusted: only formatting tags survive, links may only be
+http(s)/mailto and get ``rel="noopener noreferrer nofollow"``, and images are dropped so
+that a page never loads anything from another host.
+"""
+
+from __future__ import annotations
+
+import re
+
+import markdown as md
+import nh3
+
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "dl", "dt", "em",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "kbd", "li", "ol", "p", "pre", "s", "strong",
+    "sub", "summary", "sup", "table", "tbody", "td", "th", "thead", "tr", "ul",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}, "th": {"align"}, "td": {"align"}}
+_FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
+
+
+def render_card(text: str) -> str:
+    """Safe HTML for a README (YAML front matter, which the hub reads as card fields, removed)."""
+    body = _FRONT_MATTER.sub("", text or "", count=1)
+    html = md.markdown(body, extensions=["fenced_code", "tables", "sane_lists"], output_format="html")
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
