@@ -20,8 +20,10 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -64,9 +66,22 @@ def openai_exception_handler(exc, context):
     return response
 
 
+class _JSONWhateverTheClientAccepts(BaseContentNegotiation):
+    """OpenAI's API answers JSON (or an SSE stream, built outside DRF's renderers) whatever
+    ``Accept`` says: SSE clients send ``Accept: text/event-stream`` with their POST."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class _Gateway(APIView):
     authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
     parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = _JSONWhateverTheClientAccepts
     schema = None  # OpenAI's API, documented by OpenAI; not part of the hub's OpenAPI schema
 
     def get_permissions(self):

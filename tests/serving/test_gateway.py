@@ -183,7 +183,10 @@ def test_browser_session_with_csrf_header_streams(live, alice):
         token = _get_new_csrf_string()
         browser.cookies["csrftoken"] = token
     response = browser.post(
-        "/v1/chat/completions", body, content_type="application/json", headers={"X-CSRFToken": token}
+        "/v1/chat/completions",
+        body,
+        content_type="application/json",
+        headers={"X-CSRFToken": token, "Accept": "text/event-stream"},  # what SSE clients send
     )
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/event-stream")
