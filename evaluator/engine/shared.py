@@ -105,12 +105,18 @@ class SharedAdapters:
             ids = torch.zeros((len(batch), width), dtype=torch.long)
             for n, inp in enumerate(inputs):
                 ids[n, : len(inp)] = torch.tensor(inp)
+            # Logits only for the positions that score a continuation: a full (rows x width x vocab)
+            # tensor is gigabytes for a batch of many adapters' rows.
+            keep = max(width - len(inp) + len(encoded[r][1]) for (_, r), inp in zip(batch, inputs, strict=True))
             with torch.no_grad():
-                logits = self.model(input_ids=ids, adapter_names=[names[a] for a, _ in batch]).logits
-            logprobs = F.log_softmax(logits.float(), dim=-1)
+                logits = self.model(
+                    input_ids=ids, adapter_names=[names[a] for a, _ in batch], logits_to_keep=keep
+                ).logits
+            offset = width - keep
             for n, ((a, r), inp) in enumerate(zip(batch, inputs, strict=True)):
                 cont = encoded[r][1]
-                scored = logprobs[n, len(inp) - len(cont) : len(inp)]
+                start = len(inp) - len(cont) - offset
+                scored = F.log_softmax(logits[n, start : start + len(cont)].float(), dim=-1)
                 target = torch.tensor(cont, dtype=torch.long)
                 greedy = bool((scored.argmax(dim=-1) == target).all())
                 out[a][r] = (float(scored.gather(1, target[:, None]).sum()), greedy)
