@@ -28,17 +28,20 @@ base-model: install
 	$(PY) manage.py evaluator_install_suites
 
 ## run: the hub on its embedded defaults (SQLite, local files, filesystem broker):
-## web on http://$(HOST):$(PORT) plus a Celery worker, with the base model installed,
+## web on http://$(HOST):$(PORT) plus two Celery workers (events and serving on `default`; evaluations,
+## which take minutes, on `evaluation`, so events never wait behind them), with the base model installed,
 ## plus the vLLM serving engine on loopback (PEFTHUB_VLLM_AUTOSTART=false: without it).
 run: base-model
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "web: http://$(HOST):$(PORT)  API docs: http://$(HOST):$(PORT)/api/docs/"
 	@echo "API token for user 'demo' (superuser, namespace 'demo'):"
 	@$(PY) manage.py hub_token_create demo --superuser --name make-run
-	$(PY) -m celery -A config worker -l info -Q default,evaluation -c 1 & \
+	$(PY) -m celery -A config worker -l info -Q evaluation -c 1 -n evaluation@%h & \
+	  evaluator=$$!; \
+	  $(PY) -m celery -A config worker -l info -Q default -c 1 -n default@%h & \
 	  worker=$$!; \
 	  $(PY) manage.py serving_engine --auto & \
-	  engine=$$!; trap "kill $$worker $$engine 2>/dev/null" EXIT INT TERM; \
+	  engine=$$!; trap "kill $$evaluator $$worker $$engine 2>/dev/null" EXIT INT TERM; \
 	  $(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
 ## demo: train a LoRA and a prompt-tuning adapter, push them, watch them get scored

@@ -8,11 +8,13 @@ import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from hub import blobstore
@@ -270,6 +272,33 @@ def job_progress(*, job_id: int, progress: float, current: str) -> str:
         progress=max(0.0, min(1.0, progress)), current=current[:200], heartbeat_at=timezone.now()
     )
     return EvaluationJob.objects.filter(pk=job_id).values_list("status", flat=True).first() or ""
+
+
+def jobs_requeue_stale(*, older_than_seconds: int) -> list[int]:
+    """Send running jobs whose worker went silent back to the queue; returns their ids.
+
+    A running job reports progress (its heartbeat) as its requests complete. With Redis or
+    RabbitMQ an unacknowledged job comes back by itself when its worker dies; kombu's
+    filesystem broker (the embedded default) drops it. Workers call this when they start,
+    so a job orphaned by a killed worker runs again; its finished arms are reused.
+    """
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    stale = EvaluationJob.objects.filter(status=EvaluationJob.Status.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+    )
+    requeued = []
+    for job in stale:
+        # Claimed by moving its heartbeat: a second worker starting at the same time skips it.
+        claimed = EvaluationJob.objects.filter(pk=job.pk, heartbeat_at=job.heartbeat_at).update(
+            heartbeat_at=timezone.now(), current="requeued after its worker stopped"
+        )
+        if claimed:
+            with transaction.atomic():
+                _enqueue(job)
+            requeued.append(job.pk)
+    if requeued:
+        log.warning("requeued evaluation jobs whose worker went silent: %s", requeued)
+    return requeued
 
 
 def job_fail(*, job_id: int, error: str) -> None:

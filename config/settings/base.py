@@ -155,6 +155,8 @@ PEFTHUB_EVAL_SEED = env.int("PEFTHUB_EVAL_SEED", default=1234)
 # Questions per task (None: all). Only for quick looks: scores from a limit are partial.
 PEFTHUB_EVAL_LIMIT = env.int("PEFTHUB_EVAL_LIMIT", default=None)
 PEFTHUB_EVAL_TIME_LIMIT = env.int("PEFTHUB_EVAL_TIME_LIMIT", default=2 * 3600)
+# A running job with no progress for this long lost its worker: a starting worker requeues it.
+PEFTHUB_EVAL_STALE_AFTER = env.int("PEFTHUB_EVAL_STALE_AFTER", default=15 * 60)
 
 # --- serving ---------------------------------------------------------------------------
 # The gateway (/v1) sends each model to an engine by adapter method (`base` is the base

@@ -192,3 +192,33 @@ def test_leaderboard_json_and_csv(push, tiny_chat_lora_dir, tiny_chat_prompt_dir
     lines = csv_response.content.decode().splitlines()
     assert lines[0].startswith("adapter,version,method,status,average")
     assert len(lines) == 3
+
+
+def test_a_job_orphaned_by_a_dead_worker_is_requeued_and_finishes(
+    push, tiny_chat_lora_dir, django_capture_on_commit_callbacks
+):
+    """The filesystem broker drops a job whose worker was killed: the job stays `running`
+    with an old heartbeat until a starting worker requeues it."""
+    import datetime as dt
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from evaluator.apps import _requeue_orphans
+
+    version = push("orphan", tiny_chat_lora_dir, license="apache-2.0")
+    job = EvaluationJob.objects.get(version=version)
+    old = timezone.now() - dt.timedelta(hours=1)
+    # As a SIGKILLed worker leaves it: running, some progress, silent for an hour.
+    EvaluationJob.objects.filter(pk=job.pk).update(status="running", progress=0.3, heartbeat_at=old)
+    fresh = EvaluationJob.objects.filter(pk=job.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("evaluator_requeue_stale", "--older-than", str(2 * 3600))  # not stale enough
+    assert fresh.get().status == "running" and fresh.get().heartbeat_at == old
+
+    with django_capture_on_commit_callbacks(execute=True):
+        _requeue_orphans()  # what a starting worker runs
+    job.refresh_from_db()
+    assert job.status == "finished", job.error
+    assert job.attempts == 2 and job.runs.count() == 6
+    assert ArmRun.objects.filter(jobs=job).count() == 6
