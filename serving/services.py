@@ -250,26 +250,19 @@ def usage_record(
 ) -> None:
     """Count one request for the model's totals (database, shared by all processes) and metrics."""
     model = served.canonical
-    updated = ModelUsage.objects.filter(model=model).update(
-        requests=F("requests") + 1,
-        errors=F("errors") + int(error),
-        prompt_tokens=F("prompt_tokens") + prompt_tokens,
-        completion_tokens=F("completion_tokens") + completion_tokens,
-        latency_seconds_total=F("latency_seconds_total") + seconds,
-        last_request_at=timezone.now(),
-    )
-    if not updated:
+    increments = {
+        "requests": F("requests") + 1,
+        "errors": F("errors") + int(error),
+        "prompt_tokens": F("prompt_tokens") + prompt_tokens,
+        "completion_tokens": F("completion_tokens") + completion_tokens,
+        "latency_seconds_total": F("latency_seconds_total") + seconds,
+        "last_request_at": timezone.now(),
+    }
+    if not ModelUsage.objects.filter(model=model).update(**increments):
         usage, _ = ModelUsage.objects.get_or_create(
             model=model, defaults={"version": served.version, "base_model": served.base}
         )
-        ModelUsage.objects.filter(pk=usage.pk).update(
-            requests=F("requests") + 1,
-            errors=F("errors") + int(error),
-            prompt_tokens=F("prompt_tokens") + prompt_tokens,
-            completion_tokens=F("completion_tokens") + completion_tokens,
-            latency_seconds_total=F("latency_seconds_total") + seconds,
-            last_request_at=timezone.now(),
-        )
+        ModelUsage.objects.filter(pk=usage.pk).update(**increments)
     metrics.observe(model=model, engine=engine, seconds=seconds, error=error)
 
 
