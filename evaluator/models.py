@@ -122,6 +122,12 @@ class EvaluationJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Set while this job runs inside another job's shared pass (the worker that claimed the
+    # leader scores both); the job's own queue message then has nothing to do.
+    batch_leader = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="batch_members",
+        help_text="the job whose worker scores this one in a shared pass",
+    )  # fmt: skip
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,4 +1,16 @@
-"""What a worker does with one evaluation job: every arm in turn, then the decision."""
+"""What a worker does with an evaluation job: every arm in turn, then the decision.
+
+A worker that takes a LoRA job on the ``hf`` backend also claims up to
+``PEFTHUB_EVAL_SHARED_MAX - 1`` other pending LoRA jobs on the same suite and base
+revision, and scores all of them in one shared pass (:mod:`evaluator.engine.shared`):
+the base is loaded once, base arms run once, and each adapter arm's requests are run for
+every adapter in the same batches. What is stored per job is what a job run alone stores.
+
+Claimed jobs point at their leader (``batch_leader``). Their own queue messages then have
+nothing to do while the leader runs; if the leader's worker dies, the leader's redelivered
+message claims them again. If the shared pass fails, the other jobs go back to the queue to
+run alone, so one broken adapter fails only its own job.
+"""
 
 from __future__ import annotations
 
@@ -20,63 +32,151 @@ REPORT_EVERY_SECONDS = 1.0
 
 
 def execute_job(job_id: int) -> None:
-    """Run a job to its end. Safe to call again for the same job (redelivery)."""
-    from .engine.runner import ArmSpec, RagSpec, run_arm
+    """Run a job (and the jobs it claims) to its end. Safe to call again (redelivery)."""
     from .engine.wrappers import Cancelled
 
     job = services.job_start(job_id=job_id)
     if job is None:
         return
-    planned = services.plan(job)
-    fresh = bool(job.summary.get("fresh"))
-    adapter_dir: Path | None = None
+    jobs = [job, *services.jobs_claim_batch(leader=job, limit=settings.PEFTHUB_EVAL_SHARED_MAX)]
     try:
-        for index, arm in enumerate(planned):
-            label = f"{arm.suite.slug} · {ArmRun.Arm(arm.arm).label}"
-            existing = services.find_run(job, arm)
-            if existing is not None:
-                job.runs.add(existing)
-                services.job_progress(job_id=job_id, progress=(index + 1) / len(planned), current=label)
-                continue
-            if arm.arm in ADAPTER_ARMS and adapter_dir is None:
-                adapter_dir = services.adapter_folder(job.version)
-            suite = arm.suite
-            spec = ArmSpec(
-                suite_dir=Path(suite.path),
-                tasks=tuple(suite.tasks),
-                base_path=Path(job.version.base_model.local_path),
-                adapter_path=adapter_dir if arm.arm in ADAPTER_ARMS else None,
-                backend=job.backend,
-                rag=RagSpec(suite.retriever, Path(suite.path) / "corpus.jsonl", suite.top_k)
-                if arm.arm in RAG_ARMS
-                else None,
-                system_instruction=suite.system_instruction or None,
-                batch_size=settings.PEFTHUB_EVAL_BATCH_SIZE,
-                seed=settings.PEFTHUB_EVAL_SEED,
-                limit=settings.PEFTHUB_EVAL_LIMIT,
-            )
-            last = [0.0]
-
-            def report(task: str, done: int, total: int, index=index, label=label, last=last) -> None:
-                now = time.monotonic()
-                if now - last[0] < REPORT_EVERY_SECONDS and done < total:
-                    return
-                last[0] = now
-                status = services.job_progress(
-                    job_id=job_id,
-                    progress=(index + done / max(total, 1)) / len(planned),
-                    current=f"{label}: {task}" if task else label,
-                )
-                if status == EvaluationJob.Status.CANCELLED:
-                    raise Cancelled
-
-            outcome = run_arm(spec, report)
-            services.arm_run_store(key=services.run_key(job, arm), suite=suite, job=job, outcome=outcome, replace=fresh)
-        services.job_finish(job_id=job_id)
+        try:
+            _Batch(jobs).run()
+        except (Cancelled, SoftTimeLimitExceeded):
+            raise
+        except Exception:
+            if len(jobs) == 1:
+                raise
+            # One adapter or the pass itself is broken: everyone runs alone, so only the
+            # guilty job fails. Finished arms are kept and reused.
+            log.exception("shared pass of jobs %s failed; running them one by one", [j.pk for j in jobs])
+            services.jobs_release(job_ids=[j.pk for j in jobs[1:]])
+            services.job_mark_solo(job_id=job.pk)
+            _Batch([job]).run()
     except Cancelled:
         log.info("evaluation job %s cancelled", job_id)
     except SoftTimeLimitExceeded:
-        services.job_fail(job_id=job_id, error="the evaluation ran past its time limit")
+        services.jobs_fail(job_ids=[j.pk for j in jobs], error="the evaluation ran past its time limit")
     except Exception as exc:  # a broken suite or adapter: the job says why, nothing retries it
         log.exception("evaluation job %s failed", job_id)
-        services.job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+        services.jobs_fail(job_ids=[job_id], error=f"{type(exc).__name__}: {exc}")
+
+
+class _Batch:
+    """One or more jobs on the same suite, scored arm by arm."""
+
+    def __init__(self, jobs: list[EvaluationJob]) -> None:
+        self.jobs = jobs
+        self.alive = {j.pk for j in jobs}
+        self.planned = services.plan(jobs[0])
+        self.folders: dict[int, Path] = {}
+        self.shared = None  # SharedAdapters over every job's adapter, built at the first adapter arm
+
+    def run(self) -> None:
+        from .engine.runner import run_arm
+
+        planned = self.planned
+        for index, arm in enumerate(planned):
+            label = f"{arm.suite.slug} · {ArmRun.Arm(arm.arm).label}"
+            todo = []
+            for job in self._alive_jobs():
+                existing = services.find_run(job, arm)
+                if existing is not None:
+                    job.runs.add(existing)
+                else:
+                    todo.append(job)
+            if not todo:
+                self._progress((index + 1) / len(planned), label)
+                continue
+            if arm.arm not in ADAPTER_ARMS or len(todo) == 1:  # a base arm serves every job
+                outcome = run_arm(self._spec(todo[0], arm), self._reporter(index, label))
+                outcomes = {job.pk: outcome for job in todo}
+            else:
+                shared = self._shared()
+                shared.expect([self._index(job) for job in todo])
+                label = f"{label} · shared pass, {len(todo)} adapters"
+                outcomes = {}
+                for k, job in enumerate(todo):
+                    # The first view computes every adapter's answers; the others read theirs back.
+                    report = self._reporter(index, label, finished=k > 0)
+                    outcomes[job.pk] = run_arm(self._spec(job, arm), report, lm=shared.view(self._index(job)))
+            self._store(todo, arm, outcomes)
+        for job in self._alive_jobs():
+            services.job_finish(job_id=job.pk)
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _alive_jobs(self) -> list[EvaluationJob]:
+        return [j for j in self.jobs if j.pk in self.alive]
+
+    def _index(self, job: EvaluationJob) -> int:
+        return [j.pk for j in self.jobs].index(job.pk)
+
+    def _folder(self, job: EvaluationJob) -> Path:
+        if job.pk not in self.folders:
+            self.folders[job.pk] = services.adapter_folder(job.version)
+        return self.folders[job.pk]
+
+    def _shared(self):
+        if self.shared is None:
+            from .engine.shared import SharedAdapters
+
+            first = self.jobs[0]
+            self.shared = SharedAdapters(
+                base_path=Path(first.version.base_model.local_path),
+                adapter_paths=[self._folder(j) for j in self.jobs],
+                batch_size=settings.PEFTHUB_EVAL_BATCH_SIZE,
+            )
+        return self.shared
+
+    def _spec(self, job: EvaluationJob, arm: services.PlannedArm):
+        from .engine.runner import ArmSpec, RagSpec
+
+        suite = arm.suite
+        return ArmSpec(
+            suite_dir=Path(suite.path),
+            tasks=tuple(suite.tasks),
+            base_path=Path(job.version.base_model.local_path),
+            adapter_path=self._folder(job) if arm.arm in ADAPTER_ARMS else None,
+            backend=job.backend,
+            rag=RagSpec(suite.retriever, Path(suite.path) / "corpus.jsonl", suite.top_k)
+            if arm.arm in RAG_ARMS
+            else None,
+            system_instruction=suite.system_instruction or None,
+            batch_size=settings.PEFTHUB_EVAL_BATCH_SIZE,
+            seed=settings.PEFTHUB_EVAL_SEED,
+            limit=settings.PEFTHUB_EVAL_LIMIT,
+        )
+
+    def _store(self, todo: list[EvaluationJob], arm: services.PlannedArm, outcomes: dict) -> None:
+        for job in todo:
+            if job.pk in self.alive:  # a job cancelled meanwhile keeps what it had
+                services.arm_run_store(
+                    key=services.run_key(job, arm),
+                    suite=arm.suite,
+                    job=job,
+                    outcome=outcomes[job.pk],
+                    replace=bool(job.summary.get("fresh")),
+                )
+
+    def _progress(self, progress: float, current: str) -> None:
+        from .engine.wrappers import Cancelled
+
+        statuses = services.jobs_progress(job_ids=sorted(self.alive), progress=progress, current=current)
+        self.alive = {pk for pk, status in statuses.items() if status == EvaluationJob.Status.RUNNING}
+        if not self.alive:
+            raise Cancelled
+
+    def _reporter(self, index: int, label: str, *, finished: bool = False):
+        last = [0.0]
+        arms = len(self.planned)
+
+        def report(task: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] < REPORT_EVERY_SECONDS and done < total:
+                return
+            last[0] = now
+            share = 1.0 if finished else done / max(total, 1)
+            self._progress((index + share) / arms, f"{label}: {task}" if task else label)
+
+        return report

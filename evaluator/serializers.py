@@ -40,8 +40,10 @@ class JobOut(serializers.ModelSerializer):
         model = EvaluationJob
         fields = [
             "id", "adapter", "version", "suite", "status", "progress", "current", "error", "attempts",
-            "backend", "decision", "reasons", "summary", "reused", "created_at", "started_at", "finished_at",
+            "backend", "decision", "reasons", "summary", "reused", "batch_leader", "created_at", "started_at",
+            "finished_at",
         ]  # fmt: skip
+        extra_kwargs = {"batch_leader": {"help_text": "the job whose worker scores this one in a shared pass"}}
 
     def get_adapter(self, obj: EvaluationJob) -> str:
         return f"{obj.version.adapter.namespace.name}/{obj.version.adapter.name}"

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import DateTimeField, F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from hub import blobstore
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 LIVE = (EvaluationJob.Status.PENDING, EvaluationJob.Status.RUNNING)
 DOMAIN_ARMS = (ArmRun.Arm.BASE, ArmRun.Arm.BASE_RAG, ArmRun.Arm.ADAPTER, ArmRun.Arm.ADAPTER_RAG)
 GENERAL_ARMS = (ArmRun.Arm.BASE, ArmRun.Arm.ADAPTER)
+# Methods a shared pass mixes in one batch (peft's adapter_names=; DoRA cannot).
+SHAREABLE_METHODS = (AdapterVersion.Method.LORA, AdapterVersion.Method.QLORA)
 
 
 # --- suites --------------------------------------------------------------------------------
@@ -252,26 +255,122 @@ def arm_run_store(*, key: dict, suite: Suite, job: EvaluationJob, outcome, repla
 
 
 def job_start(*, job_id: int) -> EvaluationJob | None:
-    """Claim a job for this worker; None if there is nothing (left) to do."""
+    """Claim a job for this worker; None if there is nothing (left) to do.
+
+    A pending job is claimed. A running job is a redelivery (its worker died) and is claimed
+    again, unless another job's shared pass is scoring it: while that leader runs, or while
+    the job's own heartbeat is fresh, its message has nothing to do.
+    """
     with transaction.atomic():
         job = EvaluationJob.objects.select_for_update().select_related("version", "suite").filter(pk=job_id).first()
         if job is None or job.status not in LIVE:
             return None  # finished, failed or cancelled: a redelivery has nothing to do
+        if job.status == EvaluationJob.Status.RUNNING and job.batch_leader_id not in (None, job.pk):
+            leader_running = EvaluationJob.objects.filter(
+                pk=job.batch_leader_id, status=EvaluationJob.Status.RUNNING
+            ).exists()
+            stale = timezone.now() - timedelta(seconds=settings.PEFTHUB_EVAL_STALE_AFTER)
+            if leader_running or (job.heartbeat_at is not None and job.heartbeat_at >= stale):
+                return None
+        seen = {"status": job.status, "batch_leader": job.batch_leader_id, "attempts": job.attempts}
         job.status = EvaluationJob.Status.RUNNING
         job.attempts += 1
         job.started_at = job.started_at or timezone.now()
         job.heartbeat_at = timezone.now()
         job.error = ""
-        job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "error"])
+        job.batch_leader = None
+        # Conditional, so that it also holds where SELECT ... FOR UPDATE does nothing (SQLite):
+        # a job claimed meanwhile by another worker's shared pass is left to it.
+        claimed = EvaluationJob.objects.filter(pk=job.pk, **seen).update(
+            status=job.status,
+            attempts=job.attempts,
+            started_at=job.started_at,
+            heartbeat_at=job.heartbeat_at,
+            error="",
+            batch_leader=None,
+        )
+        if not claimed:
+            return None
     return job
 
 
-def job_progress(*, job_id: int, progress: float, current: str) -> str:
-    """Record progress; returns the job's status so the runner can stop if cancelled."""
-    EvaluationJob.objects.filter(pk=job_id, status=EvaluationJob.Status.RUNNING).update(
+def shareable(job: EvaluationJob) -> bool:
+    """Whether a job can share a pass with others: a LoRA on the `hf` backend, not set apart
+    by a failed shared pass."""
+    return job.backend == "hf" and job.version.method in SHAREABLE_METHODS and not job.summary.get("solo")
+
+
+def jobs_claim_batch(*, leader: EvaluationJob, limit: int) -> list[EvaluationJob]:
+    """Other jobs to score in ``leader``'s shared pass, at most ``limit - 1``.
+
+    First the jobs it claimed before its worker died (a redelivered leader), then pending
+    LoRA jobs on the same suite, backend and base revision, oldest first. Each is claimed
+    with a conditional update, so two workers never claim the same job.
+    """
+    if limit <= 1 or not shareable(leader):
+        return []
+    now = timezone.now()
+    claim = {
+        "status": EvaluationJob.Status.RUNNING,
+        "batch_leader": leader,
+        "attempts": F("attempts") + 1,
+        "started_at": Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
+        "heartbeat_at": now,
+        "error": "",
+    }
+    same = EvaluationJob.objects.filter(
+        suite=leader.suite,
+        backend=leader.backend,
+        version__base_model=leader.version.base_model_id,
+        version__base_revision=leader.version.base_revision,
+        version__method__in=SHAREABLE_METHODS,
+    ).exclude(pk=leader.pk)
+    claimed: list[int] = []
+    for status, extra in (
+        (EvaluationJob.Status.RUNNING, {"batch_leader": leader}),  # left from the leader's last attempt
+        (EvaluationJob.Status.PENDING, {}),
+    ):
+        for pk, summary in same.filter(status=status, **extra).order_by("created_at").values_list("pk", "summary"):
+            if len(claimed) >= limit - 1:
+                break
+            if (summary or {}).get("solo"):
+                continue  # set apart by a failed shared pass: it runs alone
+            if EvaluationJob.objects.filter(pk=pk, status=status, **extra).update(**claim):
+                claimed.append(pk)
+    jobs = EvaluationJob.objects.select_related("version", "suite").in_bulk(claimed)
+    return [jobs[pk] for pk in claimed]
+
+
+def jobs_release(*, job_ids: list[int]) -> None:
+    """Give claimed jobs back to the queue to run alone (a shared pass failed)."""
+    with transaction.atomic():
+        for job in EvaluationJob.objects.select_for_update().filter(pk__in=job_ids, status__in=LIVE):
+            job.status = EvaluationJob.Status.PENDING
+            job.batch_leader = None
+            job.summary = {**job.summary, "solo": True}
+            job.save(update_fields=["status", "batch_leader", "summary"])
+            _enqueue(job)
+
+
+def job_mark_solo(*, job_id: int) -> None:
+    with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().get(pk=job_id)
+        job.summary = {**job.summary, "solo": True}
+        job.save(update_fields=["summary"])
+
+
+def jobs_progress(*, job_ids: list[int], progress: float, current: str) -> dict[int, str]:
+    """Record progress (and so the heartbeat) of running jobs; returns every job's status,
+    so the runner stops scoring the ones cancelled meanwhile."""
+    EvaluationJob.objects.filter(pk__in=job_ids, status=EvaluationJob.Status.RUNNING).update(
         progress=max(0.0, min(1.0, progress)), current=current[:200], heartbeat_at=timezone.now()
     )
-    return EvaluationJob.objects.filter(pk=job_id).values_list("status", flat=True).first() or ""
+    return dict(EvaluationJob.objects.filter(pk__in=job_ids).values_list("pk", "status"))
+
+
+def job_progress(*, job_id: int, progress: float, current: str) -> str:
+    """Record one job's progress; returns its status."""
+    return jobs_progress(job_ids=[job_id], progress=progress, current=current).get(job_id, "")
 
 
 def jobs_requeue_stale(*, older_than_seconds: int) -> list[int]:
@@ -301,10 +400,14 @@ def jobs_requeue_stale(*, older_than_seconds: int) -> list[int]:
     return requeued
 
 
-def job_fail(*, job_id: int, error: str) -> None:
-    EvaluationJob.objects.filter(pk=job_id, status__in=LIVE).update(
+def jobs_fail(*, job_ids: list[int], error: str) -> None:
+    EvaluationJob.objects.filter(pk__in=job_ids, status__in=LIVE).update(
         status=EvaluationJob.Status.FAILED, error=error[:10_000], finished_at=timezone.now()
     )
+
+
+def job_fail(*, job_id: int, error: str) -> None:
+    jobs_fail(job_ids=[job_id], error=error)
 
 
 @transaction.atomic

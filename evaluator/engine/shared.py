@@ -52,6 +52,13 @@ class SharedAdapters:
         self.model = model
         self.rows_per_batch = max(1, batch_size) * len(self.names)
         self._cache: list[dict[str, Any]] = [{} for _ in self.names]
+        self._expected = set(range(len(self.names)))
+
+    def expect(self, indices: Sequence[int]) -> None:
+        """The adapters whose views the next arm asks, in this order; a view asks for its
+        requests once for all of them. Forgets the answers of the arm before."""
+        self._expected = set(indices)
+        self._cache = [{} for _ in self.names]
 
     def view(self, index: int) -> LM:
         """The lm-eval ``LM`` of adapter ``index``."""
@@ -68,7 +75,7 @@ class SharedAdapters:
             wanted = [
                 j
                 for j in range(index, len(self.names))
-                if j == index or any(keys[i] not in self._cache[j] for i in todo)
+                if j == index or (j in self._expected and any(keys[i] not in self._cache[j] for i in todo))
             ]
             fresh = compute([requests[i].args for i in todo], [self.names[j] for j in wanted])
             for j, values in zip(wanted, fresh, strict=True):

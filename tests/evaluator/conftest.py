@@ -91,6 +91,33 @@ def tiny_chat_lora_dir(tiny_chat_dir, tmp_path_factory) -> Path:
     return out
 
 
+def _random_lora(base_dir: Path, out: Path, seed: int) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"),
+    )
+    with torch.no_grad():  # B starts at zero: make each adapter change the outputs, differently
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.copy_(torch.randn_like(param) * 0.5)
+    model.save_pretrained(out)
+    config = json.loads((out / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "test-org/tiny-chat"
+    (out / "adapter_config.json").write_text(json.dumps(config))
+    return out
+
+
+@pytest.fixture(scope="session")
+def three_loras(tiny_chat_dir, tmp_path_factory) -> list[Path]:
+    """Three LoRAs on the tiny chat model whose answers differ, so a mix-up would show."""
+    return [_random_lora(tiny_chat_dir, tmp_path_factory.mktemp(f"lora{i}"), seed=10 + i) for i in range(3)]
+
+
 @pytest.fixture(scope="session")
 def tiny_chat_prompt_dir(tiny_chat_dir, tmp_path_factory) -> Path:
     from peft import PromptTuningConfig

@@ -145,18 +145,17 @@ def test_rerun_recomputes_the_same_numbers(push, tiny_chat_lora_dir, alice_clien
 def test_cancel_stops_a_running_job(push, tiny_chat_lora_dir, monkeypatch, shipped_suites, eval_settings):
     from evaluator import runjob, services
 
-    real_progress = services.job_progress
+    real_progress = services.jobs_progress
     calls = {"n": 0}
 
     def cancel_midway(**kwargs):
         calls["n"] += 1
         if calls["n"] == 2:  # the owner presses cancel while the first arm runs
-            job = EvaluationJob.objects.get(pk=kwargs["job_id"])
-            services.evaluation_cancel(job=job, user=None)
+            (job_id,) = kwargs["job_ids"]
+            services.evaluation_cancel(job=EvaluationJob.objects.get(pk=job_id), user=None)
         return real_progress(**kwargs)
 
-    monkeypatch.setattr(services, "job_progress", cancel_midway)
-    monkeypatch.setattr(runjob.services, "job_progress", cancel_midway)
+    monkeypatch.setattr(runjob.services, "jobs_progress", cancel_midway)
     version = push("cancelled", tiny_chat_lora_dir)
     job = EvaluationJob.objects.get(version=version)
     assert job.status == "cancelled"

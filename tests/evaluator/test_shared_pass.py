@@ -14,29 +14,6 @@ from evaluator.suites_registry import SHIPPED_DIR
 ACME = SHIPPED_DIR / "acme-products"
 
 
-def _lora(base_dir: Path, out: Path, seed: int) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(base_dir),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"),
-    )
-    with torch.no_grad():  # B starts at zero: make each adapter change the outputs, differently
-        for name, param in model.named_parameters():
-            if "lora_" in name:
-                param.copy_(torch.randn_like(param) * 0.5)
-    model.save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def three_loras(tiny_chat_dir, tmp_path_factory) -> list[Path]:
-    return [_lora(tiny_chat_dir, tmp_path_factory.mktemp(f"lora{i}"), seed=10 + i) for i in range(3)]
-
-
 def _samples(outcome) -> list[dict]:
     return [json.loads(line) for line in outcome.samples_jsonl.decode().splitlines() if line]
 

@@ -142,3 +142,37 @@ def test_sigkilled_worker_loses_no_job_and_duplicates_nothing(
     assert EvaluationJob.objects.filter(version=version).count() == 1
     assert job.runs.count() == 6
     assert ArmRun.objects.count() == 6  # nothing computed twice
+
+
+def test_sigkilled_shared_pass_is_redelivered_and_finishes_every_job_once(
+    pushed, start_worker, three_loras, tmp_path, settings
+):
+    """Three LoRA jobs wait in the queue; one worker claims them all for one shared pass and
+    is killed mid-pass. A second worker finishes all three, computing nothing twice."""
+    from evaluator.services import evaluation_request
+
+    settings.PEFTHUB_EVAL_LIMIT = 12
+    versions = [pushed(f"batch-{i}", folder) for i, folder in enumerate(three_loras)]
+    for version in versions:  # the queue holds the three jobs before any worker starts
+        evaluation_request(version=version)  # (their version.created events then find them there)
+    jobs = EvaluationJob.objects.filter(version__in=versions)
+
+    first = start_worker("w1")
+    _wait(
+        lambda: jobs.filter(status="running").count() == 3 and jobs.filter(progress__gt=0.2).exists(),
+        300, "the shared pass to claim all three and get going", tmp_path,
+    )  # fmt: skip
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    assert set(jobs.values_list("status", flat=True)) == {"running"}
+
+    start_worker("w2")
+    _wait(
+        lambda: jobs.filter(status__in=["finished", "failed"]).count() == 3,
+        600, "the redelivered pass to finish", tmp_path,
+    )  # fmt: skip
+    for job in jobs:
+        assert job.status == "finished", job.error
+        assert job.attempts == 2 and job.runs.count() == 6
+        assert all(r.repro["shared_pass"] for r in job.runs.filter(arm__in=["adapter", "adapter_rag"]))
+    assert ArmRun.objects.count() == 3 + 3 * 3  # nothing computed twice
