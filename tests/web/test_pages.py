@@ -257,6 +257,12 @@ def test_queue_lists_jobs_with_live_progress(catalog, running_job):
     assert "50.0%" in browser_for().get(f"/evaluations/{running_job.pk}/progress/").content.decode()
     only_running = browser_for().get("/evaluations/", {"status": "running"}).content.decode()
     assert only_running.count('<tr data-job="') == 1
+    from evaluator.models import EvaluationJob
+
+    leader = EvaluationJob.objects.exclude(pk=running_job.pk).first()
+    EvaluationJob.objects.filter(pk=running_job.pk).update(batch_leader=leader)  # claimed by a shared pass
+    partial = browser_for().get(f"/evaluations/{running_job.pk}/progress/").content.decode()
+    assert f"in the shared pass of job {leader.pk}" in partial
 
 
 def test_owner_cancels_and_reruns_but_others_cannot(running_job, alice, bob):
