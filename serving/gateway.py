@@ -150,15 +150,16 @@ class _CompletionGateway(_Gateway):
         return response
 
     def _send(self, served, body):
-        """Send to the engine; an adapter evicted by another process in between is loaded again, once."""
+        """Send to the engine without asking first what it holds; if it does not hold the
+        adapter (evicted, or never loaded) or cannot be reached, check, load, and send once more."""
         for attempt in (1, 2):
-            engine = services.served_engine(served=served)
+            engine = services.served_engine(served=served, verify=attempt == 2)
             name = served.deployment.engine_model if served.deployment else served.base.name
             try:
                 return engine, engine.openai(self.kind, {**body, "model": name})
             except EngineError as exc:
                 exc.engine = engine.name
-                if exc.status == 404 and served.deployment is not None and attempt == 1:
+                if attempt == 1 and (exc.status == 503 or (exc.status == 404 and served.deployment is not None)):
                     continue
                 if exc.status == 503:
                     raise EngineDown(exc.message)

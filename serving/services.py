@@ -232,11 +232,18 @@ def deployments_sync(*, engine: Engine) -> list[str]:
 
 
 # --- a request through an engine -------------------------------------------------------------------
-def served_engine(*, served: Served) -> Engine:
-    """The engine to send ``served`` to, with its adapter loaded."""
+def served_engine(*, served: Served, verify: bool = True) -> Engine:
+    """The engine to send ``served`` to, with its adapter loaded.
+
+    ``verify=False`` skips asking the engine (one call to vLLM per request): the gateway
+    sends optimistically, and comes back with ``verify=True`` if the engine answers that it
+    does not hold the adapter, or cannot be reached."""
+    if served.deployment is not None and not verify:
+        Deployment.objects.filter(pk=served.deployment.pk).update(last_used_at=timezone.now())
+        return engine_for_served(served=served)
     if served.deployment is None:
         engine = engine_for_served(served=served)
-        if not engine.healthy():
+        if verify and not engine.healthy():
             raise EngineDown(
                 f"the {engine.name} engine for `{served.base.name}` is not running; "
                 "start it with `python manage.py serving_engine` (or `make run`)"

@@ -169,6 +169,23 @@ def test_least_recently_used_adapter_is_evicted_and_reloaded(live, alice_client,
         reset_engines()
 
 
+def test_a_loaded_adapter_costs_no_extra_engine_call(live, alice_client, engine, monkeypatch):
+    """The gateway sends at once; it asks the engine what it holds only when told it lacks the adapter."""
+    from serving.models import Deployment
+
+    assert complete(alice_client, "alice/lora").status_code == 200
+    asked = []
+    real_loaded = engine.loaded
+    monkeypatch.setattr(engine, "loaded", lambda: asked.append(1) or real_loaded())
+    for _ in range(3):
+        assert complete(alice_client, "alice/lora").status_code == 200
+    assert asked == []
+    engine.unload(Deployment.objects.get(version__adapter__name="lora").engine_model)  # gone behind its back
+    response = complete(alice_client, "alice/lora")
+    assert response.status_code == 200, response.content
+    assert asked, "a 404 from the engine makes the gateway check and load again"
+
+
 def test_browser_session_with_csrf_header_streams(live, alice):
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(alice)
