@@ -52,11 +52,16 @@ def execute_job(job_id: int) -> None:
             log.exception("shared pass of jobs %s failed; running them one by one", [j.pk for j in jobs])
             services.jobs_release(job_ids=[j.pk for j in jobs[1:]])
             services.job_mark_solo(job_id=job.pk)
-            _Batch([job]).run()
+            jobs = [job]
+            _Batch(jobs).run()
     except Cancelled:
         log.info("evaluation job %s cancelled", job_id)
     except SoftTimeLimitExceeded:
-        services.jobs_fail(job_ids=[j.pk for j in jobs], error="the evaluation ran past its time limit")
+        if len(jobs) > 1:  # the pass ran out of time, not the jobs: each runs alone, keeping its finished arms
+            log.warning("shared pass of jobs %s ran past its time limit; requeued alone", [j.pk for j in jobs])
+            services.jobs_release(job_ids=[j.pk for j in jobs])
+        else:
+            services.jobs_fail(job_ids=[job_id], error="the evaluation ran past its time limit")
     except Exception as exc:  # a broken suite or adapter: the job says why, nothing retries it
         log.exception("evaluation job %s failed", job_id)
         services.jobs_fail(job_ids=[job_id], error=f"{type(exc).__name__}: {exc}")

@@ -156,8 +156,9 @@ PEFTHUB_EVAL_SEED = env.int("PEFTHUB_EVAL_SEED", default=1234)
 PEFTHUB_EVAL_LIMIT = env.int("PEFTHUB_EVAL_LIMIT", default=None)
 PEFTHUB_EVAL_TIME_LIMIT = env.int("PEFTHUB_EVAL_TIME_LIMIT", default=2 * 3600)
 # A worker that takes a LoRA job also claims pending LoRA jobs on the same suite and base, up to
-# this many in all, and scores them in one shared pass (1: one job at a time).
-PEFTHUB_EVAL_SHARED_MAX = env.int("PEFTHUB_EVAL_SHARED_MAX", default=8)
+# this many in all, and scores them in one shared pass (1: one job at a time). On CPU a pass of N
+# costs about half of N single runs, and must fit in PEFTHUB_EVAL_TIME_LIMIT; raise it on GPUs.
+PEFTHUB_EVAL_SHARED_MAX = env.int("PEFTHUB_EVAL_SHARED_MAX", default=4)
 # A running job with no progress for this long lost its worker: a starting worker requeues it.
 PEFTHUB_EVAL_STALE_AFTER = env.int("PEFTHUB_EVAL_STALE_AFTER", default=15 * 60)
 

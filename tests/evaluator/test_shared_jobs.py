@@ -188,3 +188,26 @@ def test_cancelling_one_job_of_a_pass_leaves_the_others_running(queued, three_lo
     statuses = [EvaluationJob.objects.get(pk=j.pk).status for j in jobs]
     assert statuses == ["finished", "cancelled", "finished"]
     assert EvaluationJob.objects.get(pk=jobs[1].pk).runs.count() < 6
+
+
+def test_a_pass_past_its_time_limit_requeues_its_jobs_alone(
+    queued, three_loras, monkeypatch, django_capture_on_commit_callbacks
+):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    def too_slow(self):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(runjob._Batch, "run", too_slow)
+    jobs = [queued(f"slow-{i}", f) for i, f in enumerate(three_loras[:2])]
+    with django_capture_on_commit_callbacks(execute=False) as requeued:
+        runjob.execute_job(jobs[0].pk)
+    for job in jobs:  # the pass ran out of time, not the jobs: both wait to run alone
+        job.refresh_from_db()
+        assert job.status == "pending" and job.summary["solo"] and job.batch_leader_id is None
+    assert len(requeued) == 2
+
+    runjob.execute_job(jobs[0].pk)  # alone, and out of time again: now it fails, with why
+    job = EvaluationJob.objects.get(pk=jobs[0].pk)
+    assert job.status == "failed" and "time limit" in job.error
+    assert EvaluationJob.objects.get(pk=jobs[1].pk).status == "pending"
