@@ -1,14 +1,24 @@
-"""Train an adapter on a domain suite's training split, on CPU, in a few minutes.
+"""Train an adapter on a domain suite's training split, on CPU, in minutes.
 
     python -m evaluator.recipes.train --suite evaluator/suites/acme-products \\
-        --method lora --out var/demo/lora --epochs 4 [--check 30]
+        --method lora --out var/demo/lora [--epochs 3] [--replay 160] [--check 30]
 
-Methods: ``lora`` (attention LoRA), ``prompt_tuning`` (virtual tokens initialised from
+Methods: ``lora`` (attention + MLP LoRA, with replay), ``prompt_tuning`` (virtual tokens initialised from
 text) and ``raft_lora`` (LoRA whose training prompts carry BM25-retrieved passages, the
 gold one 80% of the time, so that adapter + RAG uses the retrieved facts). Examples are
 the suite's training questions plus seeded paraphrases (``augment``), formatted with the
 base tokenizer's chat template and the suite's system instruction, exactly as lm-eval
 ``--apply_chat_template`` prompts them; the loss covers only the assistant's answer.
+
+``lora`` also mixes in ``replay`` examples: general questions (none from the ``general``
+suite) answered greedily by the base itself before training (see ``replay.py``). Measured
+on acme-products, full suites, 2 CPU cores (base: domain 0.125, general 0.795):
+
+- without replay (lr 2e-3, 3 epochs): acme_mc 0.62, acme_qa 0.43, general 0.66, i.e.
+  13.5 points of forgetting;
+- with 160 replay questions (148 kept), the default: acme_mc 0.70, acme_qa 0.43, general
+  0.70 (9.5 points), in 580 s. Still over the suite's 5-point forgetting limit: 2 epochs
+  give 7.5 points but only 0.315 domain; attention-only targets forget more (general 0.56).
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .augment import Suite, load_suite
-from .examples import batch_loss, batches, build_examples
+from .examples import batch_loss, batches, build_examples, chat_example
 
 PROMPT_INIT_TEXT = (
     "You know the Acme product catalogue: every product's price, release year, colour, material, "
@@ -47,6 +57,7 @@ class Method:
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # see METHODS
     top_layers: float = 1.0  # LoRA on this top share of the layers: backward stops below them
     virtual_tokens: int = 24
+    replay: int = 0  # general questions answered by the base itself, mixed in (see replay.py)
 
 
 def _lora_config(base_path: Path, method: Method) -> Any:
@@ -80,7 +91,7 @@ ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
 # Defaults measured on SmolLM2-135M, acme-products, 2 shared CPU cores (see the module doc).
 METHODS: dict[str, Method] = {
-    "lora": Method("lora", 2e-3, 3, 3, 4, False, _lora_config, target_modules=ATTENTION + MLP),
+    "lora": Method("lora", 2e-3, 3, 3, 4, False, _lora_config, target_modules=ATTENTION + MLP, replay=160),
     "prompt_tuning": Method("prompt_tuning", 3e-2, 1, 4, 4, False, _prompt_tuning_config),
     "raft_lora": Method("raft_lora", 2e-3, 1, 2, 4, True, _lora_config, target_modules=ATTENTION + MLP),
 }
@@ -131,6 +142,7 @@ def train_adapter(
     per_fact: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
+    replay: int | None = None,
     on_epoch: Callable[[int, Any, Any, Suite], Any] | None = None,
     log: Callable[[str], Any] = print,
 ) -> TrainReport:
@@ -150,6 +162,7 @@ def train_adapter(
     per_fact = per_fact or recipe.per_fact
     batch_size = batch_size or recipe.batch_size
     lr = lr or recipe.lr
+    replay = recipe.replay if replay is None else replay
     base_path, out_dir = Path(base_path), Path(out_dir)
     suite = load_suite(suite_dir)
 
@@ -158,6 +171,15 @@ def train_adapter(
     examples = build_examples(suite, tokenizer, per_fact=per_fact, seed=seed, with_passages=recipe.with_passages)
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    replayed, replay_seconds = 0, 0.0
+    if replay:  # the base's own answers, generated before the adapter exists (counted as training time)
+        from .replay import replay_pairs, replay_questions
+
+        replay_start = time.monotonic()
+        pairs = replay_pairs(base, tokenizer, suite.system_instruction, replay_questions(replay, seed=seed))
+        examples += [chat_example(tokenizer, suite.system_instruction, q, a) for q, a in pairs]
+        replayed, replay_seconds = len(pairs), time.monotonic() - replay_start
+        log(f"replay: {replayed} general questions answered by the base in {replay_seconds:.0f} s")
     model = get_peft_model(base, recipe.make_config(base_path, recipe))
     trainable, total = model.get_nb_trainable_parameters()
     steps_per_epoch = math.ceil(len(examples) / batch_size)
@@ -205,7 +227,7 @@ def train_adapter(
             started += time.monotonic() - paused  # checks are not training time
         if step >= total_steps:
             break
-    seconds = time.monotonic() - started
+    seconds = time.monotonic() - started + replay_seconds
 
     model.save_pretrained(out_dir)
     name = _base_name(base_path)
@@ -241,6 +263,7 @@ def train_adapter(
             "per_fact": per_fact,
             "batch_size": batch_size,
             "lr": lr,
+            "replay_examples": replayed,
             "steps": step,
             "trainable_params": trainable,
         },
@@ -266,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> TrainReport:
     parser.add_argument("--per-fact", type=int, help="augmented pairs per fact")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
+    parser.add_argument("--replay", type=int, help="general questions the base answers, mixed into training")
     parser.add_argument("--check", type=int, default=0, help="then answer N held-out questions and score them")
     parser.add_argument("--check-every-epoch", action="store_true", help="run --check after every epoch")
     args = parser.parse_args(argv)
@@ -291,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> TrainReport:
         per_fact=args.per_fact,
         batch_size=args.batch_size,
         lr=args.lr,
+        replay=args.replay,
         on_epoch=check if args.check and args.check_every_epoch else None,
     )
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(report).items()}))

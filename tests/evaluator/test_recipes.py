@@ -269,6 +269,7 @@ def test_training_loop_saves_a_loadable_adapter_with_its_card(tiny_model_dir, su
         epochs=3,
         per_fact=2,
         batch_size=4,
+        replay=0,
         log=lines.append,
     )
     assert report.steps == 3 * 2 and report.num_examples == 2 * len(FACTS)
@@ -290,6 +291,71 @@ def test_max_steps_stops_early_and_unknown_methods_are_refused(tiny_model_dir, s
     assert report.steps == 2
     with pytest.raises(ValueError, match="unknown method 'ia3'"):
         train_adapter(base_path=tiny_model_dir, suite_dir=suite_dir, method="ia3", out_dir=tmp_path / "b")
+
+
+# --- replay: the base's own answers to general questions ------------------------------------------
+GENERAL_TEST = Path(__file__).resolve().parents[2] / "evaluator" / "suites" / "general" / "test.jsonl"
+
+
+def test_replay_questions_are_seeded_distinct_and_never_general_test_questions():
+    from evaluator.recipes.replay import replay_questions
+
+    questions = replay_questions(500, seed=0)
+    assert questions == replay_questions(500, seed=0) and questions != replay_questions(500, seed=1)
+    assert len(questions) == len({normalize(q) for q in questions}) >= 100
+    assert replay_questions(40, seed=0) == replay_questions(40, seed=0) and len(replay_questions(40)) == 40
+    test = {normalize(json.loads(line)["question"]) for line in GENERAL_TEST.read_text().splitlines() if line}
+    assert len(test) == 100
+    assert not {normalize(q) for q in questions} & test  # training on them would leak the forgetting test
+
+
+def test_replay_pairs_keep_finished_answers_only(byte_tokenizer, monkeypatch):
+    from evaluator.recipes import check, replay
+
+    answers = {"Q1?": "Paris is the capital.\n\nMore text", "Q2?": "x" * 60, "Q3?": "  "}
+    monkeypatch.setattr(check, "generate_answers", lambda model, tok, system, qs, **kw: [answers[q] for q in qs])
+
+    class Model:
+        training = True
+
+        def eval(self):
+            self.training = False
+
+        def train(self, mode=True):
+            self.training = mode
+
+    model = Model()
+    pairs = replay.replay_pairs(model, byte_tokenizer, "sys", ["Q1?", "Q2?", "Q3?"], max_new_tokens=48)
+    assert pairs == [("Q1?", "Paris is the capital.")]  # cut at a blank line; ran-out and empty answers dropped
+    assert model.training  # put back in training mode
+
+
+def test_training_mixes_in_replay_examples(tiny_model_dir, suite_dir, tmp_path, monkeypatch):
+    from evaluator.recipes import replay
+    from evaluator.recipes.train import train_adapter
+
+    asked: list[list[str]] = []
+
+    def fake_pairs(model, tokenizer, system, questions, **_):
+        asked.append(list(questions))
+        return [(q, "An answer.") for q in questions]
+
+    monkeypatch.setattr(replay, "replay_pairs", fake_pairs)
+    report = train_adapter(
+        base_path=tiny_model_dir,
+        suite_dir=suite_dir,
+        method="lora",
+        out_dir=tmp_path / "out",
+        epochs=1,
+        per_fact=2,
+        batch_size=4,
+        replay=6,
+        log=str,
+    )
+    assert asked == [replay.replay_questions(6, seed=0)]
+    assert report.num_examples == 2 * len(FACTS) + 6 and report.steps == 4
+    metadata = json.loads((tmp_path / "out" / "training_metadata.json").read_text())
+    assert metadata["recipe"]["replay_examples"] == 6
 
 
 # --- real training (slow) -------------------------------------------------------------------------
@@ -322,7 +388,7 @@ def test_a_few_steps_train_an_adapter_that_loads(installed, tmp_path, method, ca
     suite_dir = write_suite(tmp_path / "suite")
     out = tmp_path / method
     argv = ["--suite", str(suite_dir), "--base", str(installed.path), "--method", method, "--out", str(out)]
-    report = main([*argv, "--epochs", "2", "--max-steps", "3", "--per-fact", "2", "--batch-size", "4"])
+    report = main([*argv, "--epochs", "2", "--max-steps", "3", "--per-fact", "2", "--batch-size", "4", "--replay", "0"])
 
     assert report.steps == 3
     assert "epoch 1/2: loss " in capsys.readouterr().out
