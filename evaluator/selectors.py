@@ -70,7 +70,11 @@ def leaderboard(*, user, suite: Suite, base_model: str = "", accepted_only: bool
     newest: dict[int, EvaluationJob] = {}
     for job in qs:
         newest.setdefault(job.version_id, job)
-    rows = [_row(job) for job in newest.values()]
+    return leaderboard_sort([_row(job) for job in newest.values()], ordering)
+
+
+def leaderboard_sort(rows: list[dict], ordering: str) -> list[dict]:
+    """Rows by the ``ordering`` column (``-`` for descending); rows without a value go last."""
     key, descending = ordering.lstrip("-"), ordering.startswith("-")
     present = sorted((r for r in rows if r.get(key) is not None), key=lambda r: r[key], reverse=descending)
     return present + [r for r in rows if r.get(key) is None]

@@ -273,6 +273,9 @@ def leaderboard(*, user, suite: Suite, base_model: str, accepted_only: bool, ord
     )
 
 
+leaderboard_sort = eval_selectors.leaderboard_sort
+
+
 # --- the evaluation queue ------------------------------------------------------------------
 def queue(*, user, status: str = "", adapter: str = "") -> QuerySet[EvaluationJob]:
     return eval_selectors.job_list(user=user, status=status, adapter=adapter).defer("summary", "error")

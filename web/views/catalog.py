@@ -146,13 +146,7 @@ def leaderboard(request: HttpRequest) -> HttpResponse:
         task_columns = sorted({k for row in rows for k in row if ":" in k})
         if ordering.lstrip("-") not in {*LEADERBOARD_COLUMNS, *task_columns}:
             ordering = "-average"
-            rows = selectors.leaderboard(
-                user=request.user,
-                suite=suite,
-                base_model=data.get("base_model", ""),
-                accepted_only=bool(data.get("accepted")),
-                ordering=ordering,
-            )
+            rows = selectors.leaderboard_sort(rows, ordering)
     x_axis = data.get("x") or "size_bytes"
     columns = [
         ("adapter", "Adapter"),
