@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +19,7 @@ from django.utils import timezone
 from hub import blobstore
 from hub import services as hub_services
 from hub.exceptions import Conflict, HubError
+from hub.materialize import version_materialize
 from hub.models import AdapterVersion
 
 from .models import ArmRun, EvaluationJob, Suite
@@ -148,24 +147,7 @@ def evaluation_cancel(*, job: EvaluationJob, user: AbstractBaseUser | None) -> E
 # --- running -------------------------------------------------------------------------------
 def adapter_folder(version: AdapterVersion) -> Path:
     """The version's files as a folder peft can load, cached by content hash."""
-    target = Path(settings.PEFTHUB_DATA_DIR) / "cache" / "adapters" / version.content_hash
-    if (target / ".complete").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    try:
-        for entry in version.files.select_related("blob"):
-            with blobstore.blob_open(entry.blob_id) as src, open(work / entry.path, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        (work / ".complete").touch()
-        try:
-            work.rename(target)
-        except OSError:  # another worker got there first: same content
-            shutil.rmtree(work, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return target
+    return version_materialize(version=version, root=Path(settings.PEFTHUB_DATA_DIR) / "cache" / "adapters")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from hub.exceptions import HubError
 from hub.models import AdapterVersion, BaseModel
 
 from . import metrics
@@ -133,7 +134,7 @@ def _load_if_shared(deployment_id: int) -> None:
         return
     try:
         deployment_ensure_loaded(deployment=deployment)
-    except (EngineDown, ServingError) as exc:
+    except HubError as exc:  # EngineDown, ServingError, or the files failing their check
         # It is live in the registry; the next request (or the engine's restart) loads it.
         log.warning("could not load %s into %s now: %s", deployment.version, engine.name, exc.message)
 
@@ -215,7 +216,7 @@ def deployments_reload(*, engine: Engine) -> list[str]:
         try:
             engine.load(deployment.engine_model, version_materialize(version=deployment.version))
             done.append(deployment.engine_model)
-        except (EngineError, ServingError) as exc:
+        except (EngineError, HubError) as exc:
             log.warning("reload of %s failed: %s", deployment.version, exc.message)
     return done
 
