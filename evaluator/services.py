@@ -350,11 +350,6 @@ def jobs_progress(*, job_ids: list[int], progress: float, current: str) -> dict[
     return dict(EvaluationJob.objects.filter(pk__in=job_ids).values_list("pk", "status"))
 
 
-def job_progress(*, job_id: int, progress: float, current: str) -> str:
-    """Record one job's progress; returns its status."""
-    return jobs_progress(job_ids=[job_id], progress=progress, current=current).get(job_id, "")
-
-
 def jobs_requeue_stale(*, older_than_seconds: int) -> list[int]:
     """Send running jobs whose worker went silent back to the queue; returns their ids.
 
@@ -386,10 +381,6 @@ def jobs_fail(*, job_ids: list[int], error: str) -> None:
     EvaluationJob.objects.filter(pk__in=job_ids, status__in=LIVE).update(
         status=EvaluationJob.Status.FAILED, error=error[:10_000], finished_at=timezone.now()
     )
-
-
-def job_fail(*, job_id: int, error: str) -> None:
-    jobs_fail(job_ids=[job_id], error=error)
 
 
 @transaction.atomic

@@ -118,18 +118,18 @@ def test_watch_a_running_evaluation_progress(page, alice, push, evaluate):
     version = push(alice, "alice/training-bot")
     job = evaluate(version, GOOD, finish=False)
     eval_services.job_start(job_id=job.pk)
-    eval_services.job_progress(job_id=job.pk, progress=0.1, current="acme-products · Base: acme_mc")
+    eval_services.jobs_progress(job_ids=[job.pk], progress=0.1, current="acme-products · Base: acme_mc")
     page.goto("/evaluations/")
     cell = f"#job-{job.pk}-progress"
     assert "10.0%" in page.inner_text(cell)
     page.evaluate("window.sameDocument = true")
     shot(page, "queue-10")
-    eval_services.job_progress(job_id=job.pk, progress=0.6, current="acme-products · Adapter + RAG: acme_qa")
+    eval_services.jobs_progress(job_ids=[job.pk], progress=0.6, current="acme-products · Adapter + RAG: acme_qa")
     page.wait_for_function(f"document.querySelector('{cell}').innerText.includes('60.0%')")
     assert "Adapter + RAG: acme_qa" in page.inner_text(cell)
     assert page.evaluate("window.sameDocument") is True, "the page reloaded"
     shot(page, "queue-60")
-    eval_services.job_fail(job_id=job.pk, error="RuntimeError: out of memory")
+    eval_services.jobs_fail(job_ids=[job.pk], error="RuntimeError: out of memory")
     page.wait_for_function(f"document.querySelector('{cell}').dataset.status === 'failed'")
     assert page.get_attribute(cell, "hx-trigger") is None  # polling stops with the job
     assert EvaluationJob.objects.get(pk=job.pk).status == "failed"

@@ -237,7 +237,7 @@ def running_job(alice, push, evaluate):
     version = push(alice, "alice/training-bot")
     job = evaluate(version, {}, finish=False)
     services.job_start(job_id=job.pk)
-    services.job_progress(job_id=job.pk, progress=0.25, current="acme-products · Base: acme_mc")
+    services.jobs_progress(job_ids=[job.pk], progress=0.25, current="acme-products · Base: acme_mc")
     return job
 
 
@@ -253,7 +253,7 @@ def test_queue_lists_jobs_with_live_progress(catalog, running_job):
     assert "<html" not in partial.content.decode() and "25.0%" in partial.content.decode()
     from evaluator import services
 
-    services.job_progress(job_id=running_job.pk, progress=0.5, current="acme-products · Adapter")
+    services.jobs_progress(job_ids=[running_job.pk], progress=0.5, current="acme-products · Adapter")
     assert "50.0%" in browser_for().get(f"/evaluations/{running_job.pk}/progress/").content.decode()
     only_running = browser_for().get("/evaluations/", {"status": "running"}).content.decode()
     assert only_running.count('<tr data-job="') == 1

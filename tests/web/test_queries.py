@@ -36,7 +36,7 @@ def grow(alice, push, evaluate):
             job = EvaluationJob.objects.get(version=version)
             rerun = eval_services.evaluation_rerun(job=job, user=alice)
             eval_services.job_start(job_id=rerun.pk)
-            eval_services.job_progress(job_id=rerun.pk, progress=0.3, current="x")
+            eval_services.jobs_progress(job_ids=[rerun.pk], progress=0.3, current="x")
             hub_services.api_token_create(user=alice, name=f"token-{i}")
             made.append(version)
 
