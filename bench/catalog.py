@@ -123,6 +123,7 @@ def _variants(deep_page: int) -> dict[str, dict[str, Any]]:
         "task=qa": {"task": "qa"},
         "license=mit": {"license": "mit"},
         "ordering=-size": {"ordering": "-size"},
+        "ordering=-downloads": {"ordering": "-downloads"},
         f"page {deep_page}": {"page": deep_page},
     }
 

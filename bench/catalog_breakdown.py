@@ -84,7 +84,7 @@ def _serializers_built(fn: Callable[[], Any]) -> int:
 
 def breakdown(*, page_size: int) -> list[Row]:
     """Rows for the catalog table: the first page for an anonymous user, step by step."""
-    qs = selectors.adapter_list(user=AnonymousUser(), filters=selectors.CatalogFilters())
+    qs = selectors.adapter_list(user=AnonymousUser())
     rows = list(qs[:page_size])
     data = AdapterOut(rows, many=True).data
     deferred = qs.defer(*HEAVY)

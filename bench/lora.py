@@ -54,23 +54,12 @@ def build(out: Path, *, count: int, rank: int, target_modules: list[str]) -> dic
 
     sys.path.insert(0, str(ROOT))
     from hub.basemodels import spec_from_folder
-    from hub.specs import modules_to_json
 
     base_dir = out / "base"
     config = LlamaConfig(**SMOLLM2_135M, architectures=["LlamaForCausalLM"], name_or_path=BASE_ALIAS)
     config.save_pretrained(base_dir)
     spec = spec_from_folder(base_dir, name=BASE_NAME, aliases=(BASE_ALIAS,))
-    spec_json = {
-        "name": spec.name,
-        "architecture": spec.architecture,
-        "hidden_size": spec.hidden_size,
-        "num_layers": spec.num_layers,
-        "num_attention_heads": spec.num_attention_heads,
-        "num_key_value_heads": spec.num_key_value_heads,
-        "vocab_size": spec.vocab_size,
-        "modules": modules_to_json(spec.modules),
-        "aliases": list(spec.aliases),
-    }
+    spec_json = {"name": spec.name, "aliases": list(spec.aliases), **spec.to_json()}
     (out / "spec.json").write_text(json.dumps(spec_json))
 
     with torch.device("meta"):

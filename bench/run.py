@@ -35,7 +35,8 @@ if str(ROOT) not in sys.path:
 
 from bench.common import Section, format_table  # noqa: E402
 
-BENCH_DB = "pefthub_bench"
+# PEFTHUB_BENCH_DB: another name, so that two checkouts can benchmark on one server at once.
+BENCH_DB = os.environ.get("PEFTHUB_BENCH_DB", "pefthub_bench")
 POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql", "postgis"}
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 
@@ -155,13 +156,23 @@ def write_results(meta: dict[str, Any], sections: dict[str, Section]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="pefthub benchmarks (tables, never assertions)")
-    parser.add_argument("--only", choices=["upload", "catalog", "evaluation"], help="run one benchmark")
+    parser.add_argument(
+        "--only",
+        choices=["upload", "catalog", "serving", "evaluation", "backends", "gateway", "dtype", "replicas", "adapters"],
+        help="run one benchmark (gateway, dtype, replicas and adapters, bench/fleet.py, run only when named)",
+    )
     parser.add_argument("--adapters", type=int, default=10_000, help="catalog size (default 10000)")
     parser.add_argument("--repeats", type=int, default=10, help="timed uploads (default 10)")
     parser.add_argument("--requests", type=int, default=50, help="timed requests per catalog variant")
     parser.add_argument("--eval-adapters", type=int, default=8, help="adapters in the evaluation bench (default 8)")
     parser.add_argument("--eval-limit", type=int, default=20, help="questions per task in the evaluation bench")
     parser.add_argument("--eval-batch-size", type=int, default=8, help="lm-eval batch size (default 8)")
+    parser.add_argument("--streams", type=int, default=32, help="gateway: concurrent streams timed (default 32)")
+    parser.add_argument("--idle", type=int, default=200, help="gateway: slow streams held at once (default 200)")
+    parser.add_argument("--tokens", type=int, default=64, help="gateway/dtype/replicas: tokens per request")
+    parser.add_argument("--fleet-requests", type=int, default=32, help="dtype/replicas: requests (default 32)")
+    parser.add_argument("--fleet-adapters", type=int, default=1000, help="adapters: how many live (default 1000)")
+    parser.add_argument("--samples", type=int, default=40, help="adapters: cold/warm requests timed (default 40)")
     parser.add_argument("--keep-db", action="store_true", help=f"leave `{BENCH_DB}` for inspection")
     args = parser.parse_args(argv)
 
@@ -201,6 +212,22 @@ def main(argv: list[str] | None = None) -> int:
             sections["serving"] = run_serving(work=work, log=log)
             _note_load(sections["serving"])
             print("\n" + format_table(sections["serving"]) + "\n", flush=True)
+        if args.only in ("gateway", "dtype", "replicas", "adapters"):  # bench/fleet.py: real vLLM, minutes each
+            from bench import fleet
+
+            if args.only == "gateway":
+                section = fleet.run_gateway(
+                    work=work, log=log, streams=args.streams, idle=args.idle, tokens=args.tokens
+                )
+            elif args.only == "dtype":
+                section = fleet.run_dtype(work=work, log=log, requests=args.fleet_requests, tokens=args.tokens)
+            elif args.only == "adapters":
+                section = fleet.run_adapters(work=work, log=log, adapters=args.fleet_adapters, samples=args.samples)
+            else:
+                section = fleet.run_replicas(work=work, log=log, requests=args.fleet_requests, tokens=args.tokens)
+            sections[args.only] = section
+            _note_load(section)
+            print("\n" + format_table(section) + "\n", flush=True)
         if args.only in (None, "evaluation"):
             from bench.evaluation import run_evaluation
 
@@ -213,6 +240,18 @@ def main(argv: list[str] | None = None) -> int:
             )
             _note_load(sections["evaluation"])
             print("\n" + format_table(sections["evaluation"]) + "\n", flush=True)
+        if args.only == "backends":  # hf, vllm and the shared engine: minutes, a vLLM server
+            from bench.evaluation import run_backends
+
+            sections["backends"] = run_backends(
+                work=work,
+                n_adapters=args.eval_adapters,
+                limit=args.eval_limit,
+                batch_size=args.eval_batch_size,
+                log=log,
+            )
+            _note_load(sections["backends"])
+            print("\n" + format_table(sections["backends"]) + "\n", flush=True)
     except Exception:
         rc = 1
         meta["error"] = traceback.format_exc()

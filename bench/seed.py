@@ -194,6 +194,7 @@ def seed_catalog(n_adapters: int, *, seed: int = 1234) -> Seeded:
     Membership.objects.bulk_create(memberships, batch_size=BATCH)
 
     adapters: list[Adapter] = []
+    popularity = random.Random(seed + 1)  # download counts: long-tailed, apart from the rest's draws
     for i in range(n_adapters):
         words = rng.sample(WORDS, 2)
         adapters.append(
@@ -204,6 +205,7 @@ def seed_catalog(n_adapters: int, *, seed: int = 1234) -> Seeded:
                 description=f"{words[0].capitalize()} {words[1]} adapter number {i}, "
                 f"fine-tuned on {rng.choice(DATASETS)}; see the README for evaluation results.",
                 created_by=rng.choice(users),
+                downloads=int(10 * popularity.paretovariate(1.2)) - 10,
             )
         )
     Adapter.objects.bulk_create(adapters, batch_size=BATCH)

@@ -30,16 +30,16 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.test.utils import CaptureQueriesContext
 from rest_framework.request import Request
 
-import hub.blobstore
-import hub.events
+import hub.outbox
 import hub.services
+import hub.storage.blobstore
 import hub.validation
 import hub.validation.adapter
 from bench.common import Row, Section, percentile, summary_ms, timed, timed_cpu
 from hub import services
 from hub.basemodels import InstalledModel
 from hub.selectors import base_model_spec
-from hub.specs import BaseModelSpec, ModuleShape
+from hub.specs import BaseModelSpec
 
 TARGET_S = 0.5
 MB = 1_000_000
@@ -51,9 +51,9 @@ PARTS: dict[str, tuple[Any, str]] = {
     "validate": (hub.validation, "validate_adapter"),
     "peft_config": (hub.validation.adapter, "load_adapter_config"),
     "finite_scan": (hub.validation.adapter, "check_finite"),
-    "sha256": (hub.blobstore, "sha256_of"),
-    "blob_write": (hub.blobstore, "blob_write"),
-    "deliver": (hub.events, "deliver"),  # the version.created event, published on commit
+    "sha256": (hub.storage.blobstore, "sha256_of"),
+    "blob_write": (hub.storage.blobstore, "blob_write"),
+    "deliver": (hub.outbox, "outbox_deliver"),  # the version.created event, sent from the outbox on commit
 }
 
 
@@ -68,11 +68,7 @@ def make_loras(out: Path, *, count: int, log: Callable[[str], None]) -> dict[str
 def register_base(out: Path) -> Any:
     """Register the base described by ``out/spec.json`` as ``smollm2-135m-instruct``."""
     raw = json.loads((out / "spec.json").read_text())
-    spec = BaseModelSpec(
-        **{k: v for k, v in raw.items() if k not in ("modules", "aliases")},
-        modules={n: ModuleShape(*shape) for n, shape in raw["modules"].items()},
-        aliases=tuple(raw["aliases"]),
-    )
+    spec = BaseModelSpec.from_json(raw, name=raw["name"], aliases=tuple(raw["aliases"]))
     installed = InstalledModel(
         name=spec.name,
         path=out / "base",

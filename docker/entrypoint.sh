@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Entry point of the pefthub image. The first argument picks the role:
-#   web     wait for the database, migrate, install the bundled base model, serve (gunicorn)
+#   web     wait for the database, migrate, install the bundled base model, serve (gunicorn, ASGI)
 #   worker  wait until the database is migrated, run the Celery worker
 #   engine  wait until the database is migrated, run the vLLM engine (docker/Dockerfile.vllm)
 #   other   run as given (`docker compose run --rm web python manage.py shell`)
@@ -105,13 +105,14 @@ web)
         ;;
     esac
     link_static
-    exec gunicorn --config docker/gunicorn.conf.py config.wsgi:application "$@"
+    exec gunicorn --config docker/gunicorn.conf.py config.asgi:application "$@"
     ;;
 worker)
     printf 'worker\n' >"$ROLE_FILE"
     wait_for migrations
-    # One task at a time: an evaluation loads a model and may use every core.
-    exec celery -A config worker --queues default,evaluation --concurrency 1 \
+    # One task at a time: an evaluation loads a model and may use every core. --beat runs
+    # the periodic tasks (the event outbox, the reconcilers): one worker container only.
+    exec celery -A config worker --beat --queues default,evaluation --concurrency 1 \
         --loglevel "${LOG_LEVEL:-INFO}" "$@"
     ;;
 engine)

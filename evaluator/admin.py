@@ -5,7 +5,7 @@ from .models import ArmRun, EvaluationJob, Suite
 
 @admin.register(Suite)
 class SuiteAdmin(admin.ModelAdmin):
-    list_display = ["slug", "version", "role", "retriever", "top_k", "active", "created_at"]
+    list_display = ["slug", "version", "role", "retriever", "top_k", "active", "registered_by", "created_at"]
     list_filter = ["role", "active"]
     readonly_fields = ["content_hash", "path"]
 
@@ -19,7 +19,7 @@ class ArmRunAdmin(admin.ModelAdmin):
 
 @admin.register(EvaluationJob)
 class EvaluationJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "version", "suite", "status", "progress", "decision", "created_at"]
-    list_filter = ["status", "decision", "suite"]
-    raw_id_fields = ["version"]
+    list_display = ["id", "version", "suite", "status", "progress", "decision", "solo", "fresh", "created_at"]
+    list_filter = ["status", "decision", "solo", "fresh", "suite"]
+    raw_id_fields = ["version", "batch_leader", "rerun_of"]
     filter_horizontal = ["runs"]

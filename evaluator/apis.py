@@ -8,6 +8,7 @@ import io
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,13 +18,24 @@ from hub.apis import validated
 from hub.pagination import CatalogPagination
 
 from . import selectors, services
-from .serializers import JobDetailOut, JobOut, JobQueryIn, LeaderboardQueryIn, SuiteOut
+from .comparable import group_rows, short_task_hashes
+from .serializers import JobDetailOut, JobOut, JobQueryIn, LeaderboardQueryIn, SuiteOut, SuiteUploadIn
 
 
 class SuiteListApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
     @extend_schema(responses=SuiteOut(many=True))
     def get(self, request: Request) -> Response:
         return Response(SuiteOut(selectors.suite_list(), many=True).data)
+
+    @extend_schema(request={"multipart/form-data": SuiteUploadIn}, responses={201: SuiteOut, 200: SuiteOut})
+    def post(self, request: Request) -> Response:
+        """Register a suite (staff): a tar of its folder. A new version retires the older one."""
+        user = hub_selectors.require_staff(user=request.user, action="registering a suite")
+        data = validated(SuiteUploadIn, request.data)
+        suite, created = services.suite_register_archive(fileobj=data["archive"], user=user)
+        return Response(SuiteOut(suite).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class JobListApi(APIView):
@@ -47,7 +59,8 @@ class JobCancelApi(APIView):
     def post(self, request: Request, job_id: int) -> Response:
         job = selectors.job_get(user=request.user, job_id=job_id)
         hub_selectors.require_write(user=request.user, namespace=job.version.adapter.namespace)
-        return Response(JobOut(services.evaluation_cancel(job=job, user=request.user)).data)
+        user = hub_selectors.require_authenticated(user=request.user, action="cancelling an evaluation")
+        return Response(JobOut(services.evaluation_cancel(job=job, user=user)).data)
 
 
 class JobRerunApi(APIView):
@@ -55,7 +68,8 @@ class JobRerunApi(APIView):
     def post(self, request: Request, job_id: int) -> Response:
         job = selectors.job_get(user=request.user, job_id=job_id)
         hub_selectors.require_write(user=request.user, namespace=job.version.adapter.namespace)
-        new = services.evaluation_rerun(job=job, user=request.user)
+        user = hub_selectors.require_authenticated(user=request.user, action="re-running an evaluation")
+        new = services.evaluation_rerun(job=job, user=user)
         return Response(JobOut(new).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -64,8 +78,17 @@ class VersionEvaluationsApi(APIView):
     def get(self, request: Request, namespace: str, name: str, ref: str) -> Response:
         adapter = hub_selectors.adapter_get(user=request.user, namespace=namespace, name=name)
         version = hub_selectors.version_resolve(adapter=adapter, ref=ref)
-        jobs = version.evaluations.select_related("suite", "version__adapter__namespace").prefetch_related("runs")
-        return Response(JobDetailOut(jobs, many=True).data)
+        return Response(JobDetailOut(selectors.version_jobs(version=version), many=True).data)
+
+
+class SuiteDecisionApi(APIView):
+    """RAG or fine-tuning on one suite: the arms side by side (:mod:`evaluator.decision`)."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, slug: str) -> Response:
+        from .decision import decision
+
+        return Response(decision(user=request.user, suite=selectors.suite_get(slug=slug)))
 
 
 class LeaderboardApi(APIView):
@@ -87,8 +110,10 @@ class LeaderboardApi(APIView):
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({**row, "task_hashes": short_task_hashes(row["task_hashes"])} for row in rows)
             response = HttpResponse(buffer.getvalue(), content_type="text/csv")
             response["Content-Disposition"] = f'attachment; filename="leaderboard-{suite.slug}.csv"'
             return response
-        return Response({"suite": str(suite), "rows": rows})
+        # `rows` in order, ranked group first; `groups` say what each group's rows ran on
+        groups = [{**group, "rows": len(group["rows"])} for group in group_rows(rows)]
+        return Response({"suite": str(suite), "rows": rows, "groups": groups})

@@ -16,7 +16,7 @@ def _requeue_orphans(sender=None, **_) -> None:
     """A starting worker sends running jobs whose worker went silent back to the queue."""
     from django.conf import settings
 
-    from .services import jobs_requeue_stale
+    from .tasks import jobs_requeue_stale
 
     try:
         jobs_requeue_stale(older_than_seconds=settings.PEFTHUB_EVAL_STALE_AFTER)

@@ -8,6 +8,7 @@ revision and shared by every adapter; identical adapter content reuses its runs.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -38,6 +39,10 @@ class Suite(models.Model):
         help_text="the suite forgetting is measured on",
     )  # fmt: skip
     active = models.BooleanField(default=True, help_text="every new version is scored on it")
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="who registered it (REST or `pefthub suite push`); empty for what the hub installs itself",
+    )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -76,6 +81,10 @@ class ArmRun(models.Model):
     duration_seconds = models.FloatField(default=0)
     requests = models.PositiveIntegerField(default=0)
     tokens = models.BigIntegerField(default=0)
+    # What one request costs (0 on runs stored before they were measured)
+    questions = models.PositiveIntegerField(default=0, help_text="questions asked (documents)")
+    prompt_tokens = models.BigIntegerField(default=0, help_text="prompt tokens over all questions, passages included")
+    model_seconds = models.FloatField(default=0, help_text="seconds spent in the model (and retrieval)")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -105,6 +114,12 @@ class EvaluationJob(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
+    class Decision(models.TextChoices):
+        """The policy's verdict, recorded on the version as its status (hub's AdapterVersion.Status)."""
+
+        ACCEPTED = AdapterVersion.Status.ACCEPTED.value, "Accepted"
+        REJECTED = AdapterVersion.Status.REJECTED.value, "Rejected"
+
     version = models.ForeignKey(AdapterVersion, on_delete=models.CASCADE, related_name="evaluations")
     suite = models.ForeignKey(Suite, on_delete=models.PROTECT, related_name="jobs")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -115,7 +130,9 @@ class EvaluationJob(models.Model):
     backend = models.CharField(max_length=32)
     runs = models.ManyToManyField(ArmRun, blank=True, related_name="jobs")
     summary = models.JSONField(default=dict, blank=True, help_text="scores per arm, gains, forgetting")
-    decision = models.CharField(max_length=10, blank=True)
+    decision = models.CharField(
+        max_length=10, choices=Decision.choices, blank=True, help_text="the policy's verdict; empty until finished"
+    )
     reasons = models.JSONField(default=list, blank=True)
     reused = models.BooleanField(default=False, help_text="every run came from an earlier job")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -128,6 +145,18 @@ class EvaluationJob(models.Model):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="batch_members",
         help_text="the job whose worker scores this one in a shared pass",
     )  # fmt: skip
+    solo = models.BooleanField(default=False, help_text="a failed shared pass set it apart: it runs alone")
+    fresh = models.BooleanField(default=False, help_text="recompute every arm instead of reusing stored runs")
+    base_revision = models.CharField(
+        max_length=64, blank=True, help_text="the base revision scored on; empty: the one the version was made on"
+    )
+    reevaluation = models.BooleanField(
+        default=False, help_text="a live version re-scored on a new suite version or base revision: lowest priority"
+    )
+    rerun_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reruns",
+        help_text="the job this one re-runs",
+    )  # fmt: skip
 
     class Meta:
         ordering = ["-created_at"]
@@ -139,6 +168,7 @@ class EvaluationJob(models.Model):
                 condition=Q(status__in=["pending", "running"]),
                 name="job_one_live_per_version_suite",
             ),
+            models.CheckConstraint(condition=Q(decision__in=["", "accepted", "rejected"]), name="job_decision_known"),
         ]
         indexes = [models.Index(fields=["status", "-created_at"])]
 

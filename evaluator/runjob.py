@@ -21,24 +21,32 @@ from pathlib import Path
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from . import services
+from hub.selectors import base_revision_get
+
+from . import lifecycle
 from .models import ArmRun, EvaluationJob
+from .planning import ADAPTER_ARMS, RAG_ARMS, PlannedArm, job_base_revision, plan, run_key
+from .selectors import find_run
+from .suites_registry import read_manifest, tasks_folder
 
 log = logging.getLogger(__name__)
 
-ADAPTER_ARMS = (ArmRun.Arm.ADAPTER, ArmRun.Arm.ADAPTER_RAG)
-RAG_ARMS = (ArmRun.Arm.BASE_RAG, ArmRun.Arm.ADAPTER_RAG)
 REPORT_EVERY_SECONDS = 1.0
 
 
-def execute_job(job_id: int) -> None:
-    """Run a job (and the jobs it claims) to its end. Safe to call again (redelivery)."""
+def execute_job(job_id: int) -> list[int]:
+    """Run a job (and the jobs it claims) to its end. Safe to call again (redelivery).
+
+    Returns the ids of jobs to send back to the queue, to run alone (a shared pass failed
+    or ran out of time); the Celery task enqueues them.
+    """
     from .engine.wrappers import Cancelled
 
-    job = services.job_start(job_id=job_id)
+    job = lifecycle.job_start(job_id=job_id)
     if job is None:
-        return
-    jobs = [job, *services.jobs_claim_batch(leader=job, limit=settings.PEFTHUB_EVAL_SHARED_MAX)]
+        return []
+    jobs = [job, *lifecycle.jobs_claim_batch(leader=job, limit=settings.PEFTHUB_EVAL_SHARED_MAX)]
+    requeue: list[int] = []
     try:
         try:
             _Batch(jobs).run()
@@ -50,8 +58,8 @@ def execute_job(job_id: int) -> None:
             # One adapter or the pass itself is broken: everyone runs alone, so only the
             # guilty job fails. Finished arms are kept and reused.
             log.exception("shared pass of jobs %s failed; running them one by one", [j.pk for j in jobs])
-            services.jobs_release(job_ids=[j.pk for j in jobs[1:]])
-            services.job_mark_solo(job_id=job.pk)
+            requeue = lifecycle.jobs_release(job_ids=[j.pk for j in jobs[1:]])
+            lifecycle.job_mark_solo(job_id=job.pk)
             jobs = [job]
             _Batch(jobs).run()
     except Cancelled:
@@ -59,12 +67,13 @@ def execute_job(job_id: int) -> None:
     except SoftTimeLimitExceeded:
         if len(jobs) > 1:  # the pass ran out of time, not the jobs: each runs alone, keeping its finished arms
             log.warning("shared pass of jobs %s ran past its time limit; requeued alone", [j.pk for j in jobs])
-            services.jobs_release(job_ids=[j.pk for j in jobs])
+            requeue = lifecycle.jobs_release(job_ids=[j.pk for j in jobs])
         else:
-            services.jobs_fail(job_ids=[job_id], error="the evaluation ran past its time limit")
+            lifecycle.jobs_fail(job_ids=[job_id], error="the evaluation ran past its time limit")
     except Exception as exc:  # a broken suite or adapter: the job says why, nothing retries it
         log.exception("evaluation job %s failed", job_id)
-        services.jobs_fail(job_ids=[job_id], error=f"{type(exc).__name__}: {exc}")
+        lifecycle.jobs_fail(job_ids=[job_id], error=f"{type(exc).__name__}: {exc}")
+    return requeue
 
 
 class _Batch:
@@ -73,7 +82,7 @@ class _Batch:
     def __init__(self, jobs: list[EvaluationJob]) -> None:
         self.jobs = jobs
         self.alive = {j.pk for j in jobs}
-        self.planned = services.plan(jobs[0])
+        self.planned = plan(jobs[0])
         self.folders: dict[int, Path] = {}
         self.shared = None  # SharedAdapters over every job's adapter, built at the first adapter arm
 
@@ -85,7 +94,7 @@ class _Batch:
             label = f"{arm.suite.slug} · {ArmRun.Arm(arm.arm).label}"
             todo = []
             for job in self._alive_jobs():
-                existing = services.find_run(job, arm)
+                existing = find_run(job, arm)
                 if existing is not None:
                     job.runs.add(existing)
                 else:
@@ -107,7 +116,7 @@ class _Batch:
                     outcomes[job.pk] = run_arm(self._spec(job, arm), report, lm=shared.view(self._index(job)))
             self._store(todo, arm, outcomes)
         for job in self._alive_jobs():
-            services.job_finish(job_id=job.pk)
+            lifecycle.job_finish(job_id=job.pk)
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
@@ -119,7 +128,7 @@ class _Batch:
 
     def _folder(self, job: EvaluationJob) -> Path:
         if job.pk not in self.folders:
-            self.folders[job.pk] = services.adapter_folder(job.version)
+            self.folders[job.pk] = lifecycle.adapter_folder(job.version)
         return self.folders[job.pk]
 
     def _shared(self):
@@ -128,46 +137,43 @@ class _Batch:
 
             first = self.jobs[0]
             self.shared = SharedAdapters(
-                base_path=Path(first.version.base_model.local_path),
+                base_path=_base_path(first),
                 adapter_paths=[self._folder(j) for j in self.jobs],
                 batch_size=settings.PEFTHUB_EVAL_BATCH_SIZE,
             )
         return self.shared
 
-    def _spec(self, job: EvaluationJob, arm: services.PlannedArm):
+    def _spec(self, job: EvaluationJob, arm: PlannedArm):
         from .engine.runner import ArmSpec, RagSpec
 
         suite = arm.suite
+        folder = Path(suite.path)
+        corpus = read_manifest(folder).corpus or "corpus.jsonl"
         return ArmSpec(
-            suite_dir=Path(suite.path),
+            # Built-in task kinds run from the folder the hub generates for them.
+            suite_dir=tasks_folder(folder),
             tasks=tuple(suite.tasks),
-            base_path=Path(job.version.base_model.local_path),
+            base_path=_base_path(job),
             adapter_path=self._folder(job) if arm.arm in ADAPTER_ARMS else None,
             backend=job.backend,
-            rag=RagSpec(suite.retriever, Path(suite.path) / "corpus.jsonl", suite.top_k)
-            if arm.arm in RAG_ARMS
-            else None,
+            rag=RagSpec(suite.retriever, folder / corpus, suite.top_k) if arm.arm in RAG_ARMS else None,
             system_instruction=suite.system_instruction or None,
             batch_size=settings.PEFTHUB_EVAL_BATCH_SIZE,
             seed=settings.PEFTHUB_EVAL_SEED,
             limit=settings.PEFTHUB_EVAL_LIMIT,
         )
 
-    def _store(self, todo: list[EvaluationJob], arm: services.PlannedArm, outcomes: dict) -> None:
+    def _store(self, todo: list[EvaluationJob], arm: PlannedArm, outcomes: dict) -> None:
         for job in todo:
             if job.pk in self.alive:  # a job cancelled meanwhile keeps what it had
-                services.arm_run_store(
-                    key=services.run_key(job, arm),
-                    suite=arm.suite,
-                    job=job,
-                    outcome=outcomes[job.pk],
-                    replace=bool(job.summary.get("fresh")),
+                lifecycle.arm_run_store(
+                    key=run_key(job, arm), suite=arm.suite, job=job, outcome=outcomes[job.pk], replace=job.fresh
                 )
 
     def _progress(self, progress: float, current: str) -> None:
         from .engine.wrappers import Cancelled
 
-        statuses = services.jobs_progress(job_ids=sorted(self.alive), progress=progress, current=current)
+        statuses = lifecycle.jobs_progress(job_ids=sorted(self.alive), progress=progress, current=current)
         self.alive = {pk for pk, status in statuses.items() if status == EvaluationJob.Status.RUNNING}
         if not self.alive:
             raise Cancelled
@@ -185,3 +191,9 @@ class _Batch:
             self._progress((index + share) / arms, f"{label}: {task}" if task else label)
 
         return report
+
+
+def _base_path(job: EvaluationJob) -> Path:
+    """The folder of the base revision the job scores on (:func:`planning.job_base_revision`)."""
+    row = base_revision_get(base=job.version.base_model, revision=job_base_revision(job))
+    return Path(row.local_path if row is not None else job.version.base_model.local_path)

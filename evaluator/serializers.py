@@ -8,16 +8,23 @@ from .selectors import LEADERBOARD_ORDERINGS
 
 class SuiteOut(serializers.ModelSerializer):
     general_suite = serializers.SerializerMethodField()
+    registered_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Suite
         fields = [
             "slug", "version", "name", "description", "role", "content_hash", "tasks", "retriever",
-            "top_k", "system_instruction", "policy", "general_suite", "active", "created_at",
+            "top_k", "system_instruction", "policy", "general_suite", "active", "registered_by", "created_at",
         ]  # fmt: skip
 
     def get_general_suite(self, obj: Suite) -> str | None:
         return str(obj.general_suite) if obj.general_suite_id else None
+
+
+class SuiteUploadIn(serializers.Serializer):
+    archive = serializers.FileField(help_text="a tar or tar.gz of the suite folder (suite.json, test.jsonl, ...)")
 
 
 class ArmRunOut(serializers.ModelSerializer):
@@ -27,7 +34,8 @@ class ArmRunOut(serializers.ModelSerializer):
         model = ArmRun
         fields = [
             "id", "suite", "arm", "backend", "base_revision", "adapter_hash", "metrics", "repro",
-            "duration_seconds", "requests", "tokens", "samples_blob", "created_at",
+            "duration_seconds", "requests", "tokens", "questions", "prompt_tokens", "model_seconds", "samples_blob",
+            "created_at",
         ]  # fmt: skip
 
 
@@ -40,8 +48,9 @@ class JobOut(serializers.ModelSerializer):
         model = EvaluationJob
         fields = [
             "id", "adapter", "version", "suite", "status", "progress", "current", "error", "attempts",
-            "backend", "decision", "reasons", "summary", "reused", "batch_leader", "created_at", "started_at",
-            "finished_at",
+            "backend", "decision", "reasons", "summary", "reused", "batch_leader", "solo", "fresh", "rerun_of",
+            "base_revision", "reevaluation",
+            "created_at", "started_at", "finished_at",
         ]  # fmt: skip
         extra_kwargs = {"batch_leader": {"help_text": "the job whose worker scores this one in a shared pass"}}
 

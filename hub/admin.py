@@ -1,5 +1,14 @@
-from django.contrib import admin
+from pathlib import Path
 
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+
+from . import services
+from .exceptions import HubError
 from .models import (
     Adapter,
     AdapterVersion,
@@ -11,6 +20,7 @@ from .models import (
     Blob,
     Membership,
     Namespace,
+    OutboxEvent,
     TaskTag,
     VersionFile,
 )
@@ -21,11 +31,53 @@ class BaseModelAliasInline(admin.TabularInline):
     extra = 0
 
 
+class BaseModelFromHubForm(forms.Form):
+    from_hub = forms.RegexField(
+        r"^[\w.-]+(/[\w.-]+)?$", max_length=200, label="Repo", help_text="ORG/NAME on HF_ENDPOINT"
+    )
+    revision = forms.CharField(max_length=100, help_text="the commit to download: pinned, not a branch")
+    name = forms.CharField(max_length=100, help_text="the hub's name for it, e.g. llama-3.1-8b-instruct")
+    alias = forms.CharField(max_length=300, required=False, help_text="another name it is known by (optional)")
+    license = forms.CharField(max_length=100, required=False, help_text="default: the repo card's license")
+
+
 @admin.register(BaseModel)
 class BaseModelAdmin(admin.ModelAdmin):
     list_display = ["name", "architecture", "revision", "hidden_size", "num_layers", "created_at"]
     readonly_fields = ["revision", "modules", "config"]
     inlines = [BaseModelAliasInline]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Adding is downloading from a hub (``hub_base_model_add --from-hub``): the fields of a
+        base model are read from its files, never typed in."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = BaseModelFromHubForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                base, new_revision = services.base_model_add_from_hub(
+                    repo_id=data["from_hub"],
+                    revision=data["revision"],
+                    name=data["name"],
+                    aliases=[data["alias"]] if data["alias"] else [],
+                    license=data["license"],
+                    data_dir=Path(settings.PEFTHUB_DATA_DIR),
+                )
+            except HubError as error:
+                form.add_error(None, error.message)
+            else:
+                what = "Added revision" if new_revision else "Already had revision"
+                self.message_user(request, f"{what} {base.revision[:12]} of base model `{base.name}`.")
+                return redirect("admin:hub_basemodel_change", base.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Add a base model from a hub",
+            "form": form,
+            "opts": self.model._meta,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/hub/basemodel/add_from_hub.html", context)
 
 
 class MembershipInline(admin.TabularInline):
@@ -107,3 +159,11 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_display = ["kind", "actor", "adapter", "version", "created_at"]
     list_filter = ["kind"]
     raw_id_fields = ["adapter", "version"]
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):
+    """Events waiting for the broker show here with the broker's last refusal."""
+
+    list_display = ["event", "task", "args", "created_at", "sent_at", "attempts", "last_error"]
+    list_filter = ["event", ("sent_at", admin.EmptyFieldListFilter)]

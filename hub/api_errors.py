@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .exceptions import HubError
+
+log = logging.getLogger(__name__)
+
+# A lost or refused database connection (a restart, a failover) is the hub's outage, not
+# the request's fault: 503 tells clients to retry, and Django drops the broken connection
+# at the end of the request, so the next one reconnects.
+DATABASE_UNAVAILABLE = {
+    "code": "database_unavailable",
+    "message": "the hub's database is unavailable right now (restarting?); nothing was stored, retry in a few seconds",
+}
 
 
 def _first_message(detail) -> tuple[str, str | None]:
@@ -30,8 +43,13 @@ def _header_safe(text: str) -> str:
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, OperationalError | InterfaceError):
+        log.warning("database unavailable: %s", exc)
+        return Response(
+            {"error": DATABASE_UNAVAILABLE}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "2"}
+        )
     if isinstance(exc, HubError):
-        response = Response({"error": exc.as_dict()}, status=exc.status_code)
+        response = Response({"error": exc.as_dict()}, status=exc.status_code, headers=exc.headers)
         if exc.status_code == status.HTTP_404_NOT_FOUND:
             response["X-Error-Code"] = {
                 "revision_not_found": "RevisionNotFound",

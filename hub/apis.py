@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import ExitStack
+from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.handlers.wsgi import LimitedStream
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import archives, selectors, services
-from .downloads import version_archive_response
-from .exceptions import HubError, NotFound, UploadRejected
-from .models import ApiToken
+from . import selectors, services
+from .cards import CardInput
+from .exceptions import HubError, NotFound, UploadRejected, UploadTooLarge
+from .filters import CatalogFilterSet
+from .pagination import AdapterPagination
+from .permissions import ManagesTokens, TokenScope, request_token
 from .serializers import (
     AdapterCreateIn,
     AdapterOut,
     AdapterUpdateIn,
     AliasOut,
     AliasSetIn,
+    BaseModelAddIn,
     BaseModelOut,
     CardIn,
-    CatalogQueryIn,
     DeprecateIn,
     MemberSetIn,
     NamespaceCreateIn,
@@ -39,6 +42,9 @@ from .serializers import (
     VersionOut,
     VersionUploadIn,
 )
+from .storage import archives
+from .storage.downloads import version_archive_response
+from .storage.ranges import blob_response, fetches_from_start
 
 
 def validated(serializer_class, data):
@@ -53,6 +59,24 @@ class BaseModelListApi(APIView):
     @extend_schema(responses=BaseModelOut(many=True))
     def get(self, request: Request) -> Response:
         return Response(BaseModelOut(selectors.base_model_list(), many=True).data)
+
+    @extend_schema(request=BaseModelAddIn, responses={201: BaseModelOut, 200: BaseModelOut})
+    def post(self, request: Request) -> Response:
+        """Staff: add a base model (or a new revision of one) from a Hugging Face hub.
+
+        The download runs in the request: 201 for a new revision, 200 for one it had."""
+        selectors.require_staff(user=request.user, action="adding a base model")
+        data = validated(BaseModelAddIn, request.data)
+        base, new_revision = services.base_model_add_from_hub(
+            repo_id=data["from_hub"],
+            revision=data["revision"],
+            name=data["name"],
+            aliases=[*data["aliases"], *([data["alias"]] if "alias" in data else [])],
+            license=data["license"],
+            display_name=data["display_name"],
+            data_dir=Path(settings.PEFTHUB_DATA_DIR),
+        )
+        return Response(BaseModelOut(base).data, status=status.HTTP_201_CREATED if new_revision else status.HTTP_200_OK)
 
 
 class BaseModelDetailApi(APIView):
@@ -73,54 +97,49 @@ class NamespaceListApi(APIView):
 
     @extend_schema(request=NamespaceCreateIn, responses={201: NamespaceOut})
     def post(self, request: Request) -> Response:
-        if not request.user.is_authenticated:
-            raise HubError("creating a namespace needs a token", status_code=401, code="not_authenticated")
+        owner = selectors.require_authenticated(user=request.user, action="creating a namespace")
         data = validated(NamespaceCreateIn, request.data)
-        namespace = services.namespace_create(owner=request.user, **data)
+        namespace = services.namespace_create(owner=owner, **data)
         return Response(NamespaceOut(namespace).data, status=status.HTTP_201_CREATED)
 
 
 class NamespaceMemberApi(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, TokenScope]
 
     @extend_schema(request=MemberSetIn, responses={200: None})
     def put(self, request: Request, namespace: str) -> Response:
         ns = selectors.namespace_get(name=namespace)
-        if selectors.user_role(user=request.user, namespace=ns) != "owner" and not request.user.is_superuser:
-            raise HubError(f"only owners of `{ns.name}` manage its members", status_code=403, code="permission_denied")
+        selectors.require_owner(user=request.user, namespace=ns)
         data = validated(MemberSetIn, request.data)
-        user = get_user_model().objects.filter(username=data["username"]).first()
-        if user is None:
-            raise NotFound(f"user `{data['username']}` not found")
+        user = selectors.user_get(username=data["username"])
         services.membership_set(namespace=ns, user=user, role=data["role"])
         return Response({"namespace": ns.name, "username": user.get_username(), "role": data["role"]})
 
 
 # --- adapters --------------------------------------------------------------------------------
-class AdapterListApi(APIView):
-    @extend_schema(parameters=[CatalogQueryIn], responses=AdapterOut(many=True))
+class AdapterListApi(GenericAPIView):
+    """The catalog (filtered by :class:`hub.filters.CatalogFilterSet`), and new adapters."""
+
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = CatalogFilterSet
+    pagination_class = AdapterPagination
+
+    def get_queryset(self):
+        return selectors.adapter_list(user=self.request.user)
+
+    @extend_schema(responses=AdapterOut(many=True))
     def get(self, request: Request) -> Response:
-        query = validated(CatalogQueryIn, request.query_params)
-        qs = selectors.adapter_list(user=request.user, filters=selectors.CatalogFilters(**query))
-        paginator = self.paginator
-        page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(AdapterOut(page, many=True).data)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(AdapterOut(page, many=True).data)
 
     @extend_schema(request=AdapterCreateIn, responses={201: AdapterOut})
     def post(self, request: Request) -> Response:
         data = validated(AdapterCreateIn, request.data)
         namespace = selectors.namespace_get(name=data.pop("namespace"))
         selectors.require_write(user=request.user, namespace=namespace)
-        adapter = services.adapter_create(namespace=namespace, user=request.user, **data)
+        user = selectors.require_authenticated(user=request.user, action="creating an adapter")
+        adapter = services.adapter_create(namespace=namespace, user=user, **data)
         return Response(AdapterOut(adapter).data, status=status.HTTP_201_CREATED)
-
-    @property
-    def paginator(self):
-        if not hasattr(self, "_paginator"):
-            from .pagination import CatalogPagination
-
-            self._paginator = CatalogPagination()
-        return self._paginator
 
 
 class AdapterDetailApi(APIView):
@@ -131,10 +150,10 @@ class AdapterDetailApi(APIView):
 
     @extend_schema(request=AdapterUpdateIn, responses=AdapterOut)
     def patch(self, request: Request, namespace: str, name: str) -> Response:
-        adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
-        selectors.require_write(user=request.user, namespace=adapter.namespace)
+        adapter = selectors.adapter_get_writable(user=request.user, namespace=namespace, name=name)
+        user = selectors.require_authenticated(user=request.user, action="changing an adapter")
         data = validated(AdapterUpdateIn, request.data)
-        adapter = services.adapter_update(adapter=adapter, user=request.user, **data)
+        adapter = services.adapter_update(adapter=adapter, user=user, **data)
         return Response(AdapterOut(adapter).data)
 
 
@@ -149,44 +168,16 @@ class VersionListApi(APIView):
     @extend_schema(request={"multipart/form-data": VersionUploadIn}, responses={201: VersionOut, 200: VersionOut})
     def post(self, request: Request, namespace: str, name: str) -> Response:
         """Upload a version: the files peft's ``save_pretrained`` wrote (or one tar/zip)."""
-        adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
-        selectors.require_write(user=request.user, namespace=adapter.namespace)
-        uploads = request.FILES
-        _require_complete_body(request)
-        form = {
-            "files": uploads.getlist("files"),
-            "base_model": request.data.get("base_model", ""),
-            "aliases": request.data.getlist("aliases") if hasattr(request.data, "getlist") else [],
-        }
-        if "archive" in request.FILES:
-            form["archive"] = request.FILES["archive"]
-        metadata = request.data.get("metadata")
-        if metadata not in (None, ""):
-            form["metadata"] = metadata if isinstance(metadata, (str, bytes)) else json.dumps(metadata)
-        data = validated(VersionUploadIn, form)
-        if not isinstance(data["metadata"], dict):
-            raise HubError("`metadata` must be a JSON object", field="metadata")
-        card_data = validated(CardIn, data["metadata"])
-        quant = card_data.get("quantization") or {}
-        card = services.CardInput(
-            base_model=data["base_model"] or None,
-            task_tags=card_data["task_tags"],
-            license=card_data["license"],
-            datasets=card_data["datasets"],
-            training_time_seconds=card_data.get("training_time_seconds"),
-            training_hardware=card_data["training_hardware"],
-            num_training_examples=card_data.get("num_training_examples"),
-            training_run_url=card_data["training_run_url"],
-            parent=card_data.get("parent"),
-            quantization_bits=quant.get("bits"),
-            quantization_type=quant.get("type", ""),
-            extra=card_data["extra"],
-        )
+        adapter = selectors.adapter_get_writable(user=request.user, namespace=namespace, name=name)
+        user = selectors.require_authenticated(user=request.user, action="uploading a version")
+        # Parsing the body happens here, after the permission check (hub.uploads refuses a cut one).
+        data = validated(VersionUploadIn, request.data)
+        card = CardInput.from_metadata(validated(CardIn, data["metadata"]), base_model=data["base_model"])
         with ExitStack() as stack:
             files, sizes = _upload_files(stack, data)
             version, created = services.adapter_version_create(
                 adapter=adapter,
-                user=request.user,
+                user=user,
                 files=files,
                 sizes=sizes,
                 card=card,
@@ -194,21 +185,6 @@ class VersionListApi(APIView):
             )
         version = selectors.version_resolve(adapter=adapter, ref=str(version.number))
         return Response(VersionOut(version).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
-
-
-def _require_complete_body(request: Request) -> None:
-    """Refuse a body shorter than its Content-Length.
-
-    Django's multipart parser takes whatever arrived before the connection dropped, so a
-    cut upload could otherwise be stored without its last files.
-    """
-    stream = getattr(request._request, "_stream", None)
-    if isinstance(stream, LimitedStream) and stream._pos < stream.limit:
-        raise UploadRejected(
-            f"the upload was cut short: {stream._pos} of {stream.limit} bytes arrived; send it again",
-            code="upload_incomplete",
-            status_code=400,
-        )
 
 
 def _upload_files(stack: ExitStack, data: dict) -> tuple[dict, dict]:
@@ -234,11 +210,10 @@ def _upload_files(stack: ExitStack, data: dict) -> tuple[dict, dict]:
             )
         limit = settings.PEFTHUB_MAX_UPLOAD_BYTES
         if upload.size > limit:
-            raise UploadRejected(
+            raise UploadTooLarge(
                 f"{upload.name} is {upload.size} bytes; the upload limit is {limit} bytes",
                 file=upload.name,
                 field="archive",
-                status_code=413,
             )
         unpacked, unpacked_sizes = archives.unpack_archive(
             stack, upload.name, upload, max_file_bytes=settings.PEFTHUB_MAX_FILE_BYTES
@@ -258,31 +233,24 @@ class VersionDetailApi(APIView):
 class VersionDeprecateApi(APIView):
     @extend_schema(request=DeprecateIn, responses=VersionOut)
     def post(self, request: Request, namespace: str, name: str, ref: str) -> Response:
-        adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
-        selectors.require_write(user=request.user, namespace=adapter.namespace)
+        adapter = selectors.adapter_get_writable(user=request.user, namespace=namespace, name=name)
+        user = selectors.require_authenticated(user=request.user, action="deprecating a version")
         data = validated(DeprecateIn, request.data)
         version = selectors.version_resolve(adapter=adapter, ref=ref)
-        services.adapter_version_deprecate(version=version, user=request.user, reason=data["reason"])
+        services.adapter_version_deprecate(version=version, user=user, reason=data["reason"])
         return Response(VersionOut(selectors.version_resolve(adapter=adapter, ref=str(version.number))).data)
 
 
 class VersionFileApi(APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
-    def get(self, request: Request, namespace: str, name: str, ref: str, path: str):
+    @extend_schema(responses={(200, "application/octet-stream"): bytes, (206, "application/octet-stream"): bytes})
+    def get(self, request: Request, namespace: str, name: str, ref: str, path: str) -> HttpResponseBase:
+        """A file of a version, whole or one byte range (``Range: bytes=first-last``)."""
         adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
         version = selectors.version_resolve(adapter=adapter, ref=ref)
-        entry = next((f for f in version.files.all() if f.path == path), None)
-        if entry is None:
-            raise NotFound(
-                f"{adapter.full_name}@v{version.number} has no file `{path}`; it has: "
-                + ", ".join(f.path for f in version.files.all()),
-                code="entry_not_found",
-            )
-        from .blobstore import blob_open
-
-        response = FileResponse(blob_open(entry.blob_id), as_attachment=True, filename=path)
-        response["Content-Length"] = str(entry.blob.size)
-        response["ETag"] = f'"{entry.blob_id}"'
+        entry = selectors.version_file_get(version=version, path=path)
+        response = blob_response(request, sha256=entry.blob_id, size=entry.blob.size, path=path, attachment=True)
+        if path in services.DOWNLOAD_FILES and fetches_from_start(request, response):
+            services.version_download_count(version=version)
         return response
 
 
@@ -298,7 +266,10 @@ class VersionArchiveApi(APIView):
         fmt = request.query_params.get("type", "tar")
         if fmt not in ("tar", "zip"):
             raise HubError(f"archive type `{fmt}` is not supported; use tar or zip", field="type")
-        return version_archive_response(version, fmt)
+        response = version_archive_response(version, fmt)
+        if request.method == "GET":  # the archive holds adapter_config.json: one download
+            services.version_download_count(version=version)
+        return response
 
 
 # --- aliases ---------------------------------------------------------------------------------
@@ -306,64 +277,68 @@ class AliasListApi(APIView):
     @extend_schema(responses=AliasOut(many=True))
     def get(self, request: Request, namespace: str, name: str) -> Response:
         adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
-        return Response(AliasOut(adapter.aliases.select_related("version").all(), many=True).data)
+        return Response(AliasOut(selectors.alias_list(adapter=adapter), many=True).data)
 
 
 class AliasDetailApi(APIView):
     @extend_schema(request=AliasSetIn, responses=AliasOut)
     def put(self, request: Request, namespace: str, name: str, alias: str) -> Response:
-        adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
-        selectors.require_write(user=request.user, namespace=adapter.namespace)
+        adapter = selectors.adapter_get_writable(user=request.user, namespace=namespace, name=name)
+        user = selectors.require_authenticated(user=request.user, action="setting an alias")
         data = validated(AliasSetIn, request.data)
         version = selectors.version_resolve(adapter=adapter, ref=data["version"])
-        return Response(
-            AliasOut(services.alias_set(adapter=adapter, name=alias, version=version, user=request.user)).data
-        )
+        return Response(AliasOut(services.alias_set(adapter=adapter, name=alias, version=version, user=user)).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, namespace: str, name: str, alias: str) -> Response:
-        adapter = selectors.adapter_get(user=request.user, namespace=namespace, name=name)
-        selectors.require_write(user=request.user, namespace=adapter.namespace)
-        services.alias_delete(adapter=adapter, name=alias, user=request.user)
+        adapter = selectors.adapter_get_writable(user=request.user, namespace=namespace, name=name)
+        user = selectors.require_authenticated(user=request.user, action="deleting an alias")
+        services.alias_delete(adapter=adapter, name=alias, user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- identity and tokens -------------------------------------------------------------------
 class WhoamiApi(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, TokenScope]
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:
-        memberships = request.user.memberships.select_related("namespace")
+        user = selectors.require_authenticated(user=request.user, action="whoami")
+        memberships = selectors.membership_list(user=user)
         return Response(
             {
-                "username": request.user.get_username(),
+                "username": user.get_username(),
                 "namespaces": [{"name": m.namespace.name, "role": m.role} for m in memberships],
             }
         )
 
 
 class TokenListApi(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [ManagesTokens]
 
     @extend_schema(responses=TokenOut(many=True))
     def get(self, request: Request) -> Response:
-        return Response(TokenOut(request.user.api_tokens.all(), many=True).data)
+        user = selectors.require_authenticated(user=request.user, action="listing tokens")
+        return Response(TokenOut(user.api_tokens.all(), many=True).data)
 
     @extend_schema(request=TokenCreateIn, responses={201: dict})
     def post(self, request: Request) -> Response:
+        user = selectors.require_authenticated(user=request.user, action="creating a token")
         data = validated(TokenCreateIn, request.data)
-        token, secret = services.api_token_create(user=request.user, name=data["name"])
+        token, secret = services.api_token_create(
+            user=user,
+            name=data["name"],
+            scopes=data.get("scopes"),
+            expires_at=data.get("expires_at"),
+            created_by_token=request_token(request),
+        )
         return Response({**TokenOut(token).data, "token": secret}, status=status.HTTP_201_CREATED)
 
 
 class TokenDetailApi(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [ManagesTokens]
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, token_id: int) -> Response:
-        token = ApiToken.objects.filter(user=request.user, pk=token_id).first()
-        if token is None:
-            raise NotFound(f"you have no token {token_id}")
-        services.api_token_revoke(token=token)
+        services.api_token_revoke(token=selectors.api_token_get(user=request.user, token_id=token_id))
         return Response(status=status.HTTP_204_NO_CONTENT)

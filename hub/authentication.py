@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -18,11 +19,19 @@ _TOUCH_EVERY = timedelta(minutes=1)
 
 
 def user_for_token(secret: str):
-    """The active user a token belongs to, or None."""
-    token = ApiToken.objects.select_related("user").filter(key_hash=token_hash(secret), revoked_at__isnull=True).first()
+    """``(user, token)`` for a live token (not revoked, not expired, active user), else ``(None, None)``.
+
+    What the token may do is its ``scopes``: see :mod:`hub.permissions`.
+    """
+    now = timezone.now()
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(key_hash=token_hash(secret), revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .first()
+    )
     if token is None or not token.user.is_active:
         return None, None
-    now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
         # One write a minute at most: knowing a token is in use matters, its exact time not.
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
@@ -47,7 +56,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         user, token = user_for_token(secret)
         if user is None:
             raise exceptions.AuthenticationFailed(
-                "invalid or revoked token: create a new one with "
+                "invalid or revoked token, or one that expired: create a new one with "
                 "`python manage.py hub_token_create <user>` or on your settings page"
             )
         return user, token

@@ -22,6 +22,7 @@ class HubError(Exception):
         file: str | None = None,
         field: str | None = None,
         status_code: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -31,6 +32,8 @@ class HubError(Exception):
             self.status_code = status_code
         self.file = file
         self.field = field
+        # Response headers the refusal needs (``Content-Range`` on a 416, ...).
+        self.headers = dict(headers or {})
 
     def as_dict(self) -> dict[str, str]:
         body = {"code": self.code, "message": self.message}
@@ -48,6 +51,17 @@ class UploadRejected(HubError):
     code = "upload_rejected"
 
 
+class UploadTooLarge(UploadRejected):
+    """An upload, one of its files or an archive's unpacked content is over a size limit.
+
+    The rule: 413 whenever a size limit is exceeded, 422 (:class:`UploadRejected`) whenever
+    the content itself is wrong.
+    """
+
+    status_code = 413
+    code = "upload_too_large"
+
+
 class NotFound(HubError):
     status_code = 404
     code = "not_found"
@@ -61,3 +75,10 @@ class PermissionDenied(HubError):
 class Conflict(HubError):
     status_code = 409
     code = "conflict"
+
+
+class StaleParent(Conflict):
+    """A commit's parent is no longer the newest version (the Hub answers 412)."""
+
+    status_code = 412
+    code = "stale_parent"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
 
@@ -34,12 +39,47 @@ class BaseModel(TimeStamped):
     # {"model.layers.0.self_attn.q_proj": ["linear", 576, 576], ...}
     modules = models.JSONField(default=dict)
     config = models.JSONField(default=dict, help_text="the model's config.json")
+    chat_template = models.TextField(blank=True)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+
+class BaseModelRevision(TimeStamped):
+    """One revision of a base model's weights, kept for the adapter versions validated on it.
+
+    The base model row describes its current revision (what new uploads are checked
+    against); an :class:`AdapterVersion`'s ``base_revision`` names the row here whose
+    folder and shapes it was made for.
+    """
+
+    base_model = models.ForeignKey(BaseModel, on_delete=models.CASCADE, related_name="revisions")
+    revision = models.CharField(max_length=64, help_text="sha256 over the weights folder")
+    local_path = models.CharField(max_length=500, help_text="HF folder of this revision")
+    architecture = models.CharField(max_length=100)
+    hidden_size = models.PositiveIntegerField()
+    num_layers = models.PositiveIntegerField()
+    num_attention_heads = models.PositiveIntegerField()
+    num_key_value_heads = models.PositiveIntegerField()
+    vocab_size = models.PositiveIntegerField()
+    modules = models.JSONField(default=dict)
+    config = models.JSONField(default=dict)
+    chat_template = models.TextField(blank=True)
+    # {"model.safetensors": {"sha256": ..., "size": ...}, ...}: what the HF protocol lists
+    # and serves (hub.hf.api); empty until first needed for a revision added before it.
+    files = models.JSONField(default=dict, blank=True, help_text="the revision folder's files, digests and sizes")
+
+    class Meta:
+        ordering = ["base_model", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["base_model", "revision"], name="base_model_revision_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.base_model.name}@{self.revision[:12]}"
 
 
 class BaseModelAlias(models.Model):
@@ -62,7 +102,9 @@ class Namespace(TimeStamped):
 
     name = models.CharField(max_length=96)
     description = models.TextField(blank=True)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="namespaces")
+    members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="namespaces"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -94,8 +136,23 @@ class Membership(TimeStamped):
         return f"{self.user} in {self.namespace} ({self.role})"
 
 
+def default_token_scopes() -> list[str]:
+    """What a token gets unless it asks: everything but minting more tokens."""
+    return ["read", "serve", "write"]
+
+
 class ApiToken(TimeStamped):
-    """A bearer token. Only its sha256 is stored; the secret is shown once."""
+    """A bearer token. Only its sha256 is stored; the secret is shown once.
+
+    ``scopes`` say what it may do: ``read`` (GET the API), ``write`` (change anything),
+    ``serve`` (call the serving gateway), ``tokens`` (create and revoke tokens).
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read"
+        WRITE = "write"
+        SERVE = "serve"
+        TOKENS = "tokens"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)
@@ -103,12 +160,28 @@ class ApiToken(TimeStamped):
     key_hash = models.CharField(max_length=64, unique=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.JSONField(default=default_token_scopes, help_text="sorted list of Scope values")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="none: valid until revoked")
+    # The token that minted this one (none: made from a session or the CLI). Revoking a
+    # token revokes everything it minted, so a leaked token cannot leave heirs behind.
+    created_by_token = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="minted"
+    )
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expires_at__isnull=True) | Q(expires_at__gt=models.F("created_at")),
+                name="api_token_expires_after_creation",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes
 
 
 class TaskTag(models.Model):
@@ -136,6 +209,9 @@ class Adapter(TimeStamped):
     # does not join and sort every version.
     latest_size_bytes = models.BigIntegerField(null=True, blank=True)
     latest_trainable_params = models.BigIntegerField(null=True, blank=True)
+    # The sum of its versions' downloads, kept by the same F() update that counts one, so the
+    # catalog sorts by it from an index.
+    downloads = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["-updated_at"]
@@ -146,6 +222,7 @@ class Adapter(TimeStamped):
             models.Index(fields=["private", "-updated_at"]),
             models.Index(fields=["private", "-latest_size_bytes"]),
             models.Index(fields=["private", "-latest_trainable_params"]),
+            models.Index(fields=["private", "-downloads"], name="hub_adapter_downloads"),
         ]
 
     def __str__(self) -> str:
@@ -196,6 +273,12 @@ class AdapterVersion(TimeStamped):
     adapter = models.ForeignKey(Adapter, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
     content_hash = models.CharField(max_length=64, db_index=True)
+    # sha256 over the files that can change the adapter's answers (all but the card and
+    # documentation, see hub.services.adapters.answers_hash): two versions with the same one
+    # score the same, so the evaluator reuses runs across a README-only commit.
+    answers_hash = models.CharField(max_length=64, db_index=True, default="", blank=True)
+    # HF's convention: one fetch of config.json / adapter_config.json is one download.
+    downloads = models.PositiveBigIntegerField(default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     status_reasons = models.JSONField(default=list, blank=True)
     deprecated_at = models.DateTimeField(null=True, blank=True)
@@ -215,6 +298,7 @@ class AdapterVersion(TimeStamped):
     quantization_type = models.CharField(max_length=32, blank=True)
     config = models.JSONField(default=dict, help_text="adapter_config.json as validated")
     flags = models.JSONField(default=list, blank=True)
+    warnings = models.JSONField(default=list, blank=True, help_text="accepted, but say so: e.g. LoRA B all zero")
 
     # --- card: what it is for and where it came from ---
     task_tags = models.ManyToManyField(TaskTag, blank=True, related_name="versions")
@@ -231,9 +315,20 @@ class AdapterVersion(TimeStamped):
     parent_ref = models.CharField(max_length=300, blank=True)
     metadata = models.JSONField(default=dict, blank=True, help_text="free-form training metadata")
     readme = models.TextField(blank=True)
+    # The commit that made the version, when it came through the HF protocol (or said so).
+    commit_title = models.CharField(max_length=300, blank=True)
+    commit_description = models.TextField(blank=True)
 
     class Meta:
         ordering = ["adapter", "-number"]
+        # The catalog's card filters select version ids by one field (hub.filters): with
+        # the id in the index, that is an index-only scan, never a pass over the wide rows.
+        indexes = [
+            models.Index(fields=["method", "id"], name="hub_version_method_id"),
+            models.Index(fields=["license", "id"], name="hub_version_license_id"),
+            models.Index(fields=["status", "id"], name="hub_version_status_id"),
+            models.Index(fields=["base_model", "id"], name="hub_version_base_model_id"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["adapter", "number"], name="version_number_unique"),
             models.CheckConstraint(condition=Q(number__gte=1), name="version_number_positive"),
@@ -251,6 +346,11 @@ class AdapterVersion(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.adapter}@v{self.number}"
+
+    @property
+    def evaluation_hash(self) -> str:
+        """What evaluation reuse keys on: the answers hash (a row from before it: the content)."""
+        return self.answers_hash or self.content_hash
 
 
 class VersionFile(models.Model):
@@ -299,8 +399,10 @@ class AuditEvent(TimeStamped):
         ALIAS_DELETED = "alias.deleted"
         ADAPTER_CREATED = "adapter.created"
         ADAPTER_UPDATED = "adapter.updated"
+        ADAPTER_DELETED = "adapter.deleted"
         NAMESPACE_CREATED = "namespace.created"
         BASE_MODEL_REGISTERED = "base_model.registered"
+        BASE_MODEL_REVISION_ADDED = "base_model.revision_added"
 
     kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
@@ -313,3 +415,29 @@ class AuditEvent(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.kind} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class OutboxEvent(models.Model):
+    """One event for one subscriber task, written in the transaction that causes it.
+
+    It is sent right after commit, and again by the periodic ``hub.outbox_deliver`` until the
+    broker takes it (``sent_at``), so a broker outage delays an event but never loses it.
+    Delivery is at least once: the tasks it names are idempotent.
+    """
+
+    event = models.CharField(max_length=64, db_index=True)
+    task = models.CharField(max_length=200, help_text="the Celery task name it is sent to")
+    args = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="when the broker accepted it")
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["created_at"], condition=Q(sent_at__isnull=True), name="outbox_pending")]
+
+    def __str__(self) -> str:
+        state = "sent" if self.sent_at else f"pending after {self.attempts} attempts"
+        return f"{self.event} -> {self.task} {self.args} ({state})"

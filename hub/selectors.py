@@ -3,38 +3,50 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import Q, QuerySet
 
-from .exceptions import NotFound, PermissionDenied, UploadRejected
+from .exceptions import HubError, NotFound, PermissionDenied, UploadRejected
+from .filters import DEFAULT_ORDERING, ordered
 from .models import (
     Adapter,
     AdapterVersion,
     Alias,
+    ApiToken,
     BaseModel,
     BaseModelAlias,
+    BaseModelRevision,
     Membership,
     Namespace,
+    VersionFile,
 )
-from .specs import BaseModelSpec, modules_from_json
+from .specs import SPEC_FIELDS, BaseModelSpec
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
 
-    User = AbstractBaseUser | AnonymousUser
+    # Whoever sent the request: ``request.user``, signed in or not.
+    AnyUser = User | AnonymousUser
 
 WRITE_ROLES = (Membership.Role.OWNER, Membership.Role.WRITER)
 
 
 # --- base models ---------------------------------------------------------------------------
-def base_model_resolve(name: str, *, field: str = "base_model") -> BaseModel:
-    """Find a base model by its name or any alias (case-insensitive)."""
+def base_model_find(name: str) -> BaseModel | None:
+    """A base model by its name or any alias (case-insensitive), or None."""
     base = BaseModel.objects.filter(name__iexact=name).first()
     if base is None:
         hit = BaseModelAlias.objects.select_related("base_model").filter(alias__iexact=name).first()
         base = hit.base_model if hit else None
+    return base
+
+
+def base_model_resolve(name: str, *, field: str = "base_model") -> BaseModel:
+    """Find a base model by its name or any alias (case-insensitive)."""
+    base = base_model_find(name)
     if base is None:
         known = ", ".join(BaseModel.objects.values_list("name", flat=True)) or "none yet"
         hint = (
@@ -51,17 +63,58 @@ def base_model_resolve(name: str, *, field: str = "base_model") -> BaseModel:
 
 
 def base_model_spec(base: BaseModel) -> BaseModelSpec:
-    return BaseModelSpec(
+    return BaseModelSpec.from_json(
+        {key: getattr(base, key) for key in SPEC_FIELDS},
         name=base.name,
-        architecture=base.architecture,
-        hidden_size=base.hidden_size,
-        num_layers=base.num_layers,
-        num_attention_heads=base.num_attention_heads,
-        num_key_value_heads=base.num_key_value_heads,
-        vocab_size=base.vocab_size,
-        modules=modules_from_json(base.modules),
         aliases=tuple(base.aliases.values_list("alias", flat=True)),
     )
+
+
+def base_revision_get(*, base: BaseModel, revision: str) -> BaseModelRevision | None:
+    """The recorded revision of a base (None for one registered before revisions were kept)."""
+    return BaseModelRevision.objects.filter(base_model=base, revision=revision).first()
+
+
+def base_revision_spec(row: BaseModelRevision) -> BaseModelSpec:
+    """The shapes of one revision: what the versions made on it were validated against."""
+    return BaseModelSpec.from_json(
+        {key: getattr(row, key) for key in SPEC_FIELDS},
+        name=row.base_model.name,
+        aliases=tuple(row.base_model.aliases.values_list("alias", flat=True)),
+    )
+
+
+def version_base_path(version: AdapterVersion) -> str:
+    """The folder of the base revision a version was validated against, for workers to load."""
+    row = base_revision_get(base=version.base_model, revision=version.base_revision)
+    return row.local_path if row is not None else version.base_model.local_path
+
+
+def base_revision_resolve_hf(*, base: BaseModel, revision: str) -> BaseModelRevision:
+    """A base revision for an HF client's revision: ``main`` for the current one, else a
+    prefix (7 to 64 hex digits) of exactly one recorded revision (the commit id
+    :func:`base_revision_commit_sha` is such a prefix)."""
+    rows = BaseModelRevision.objects.select_related("base_model").filter(base_model=base)
+    if revision == HF_DEFAULT_REVISION:
+        found = list(rows.filter(revision=base.revision)[:2])
+    elif _HASH_PREFIX.match(revision):
+        found = list(rows.filter(revision__startswith=revision)[:2])
+    else:
+        found = []
+    if len(found) != 1:
+        known = ", ".join(r[:12] for r in rows.values_list("revision", flat=True)) or "none"
+        raise NotFound(
+            f"base model `{base.name}` has no revision `{revision}`: use `main` (its current revision, "
+            f"{base.revision[:12]}) or a revision's hash or prefix ({known})",
+            code="revision_not_found",
+        )
+    return found[0]
+
+
+def base_revision_commit_sha(row: BaseModelRevision) -> str:
+    """The revision's commit id for HF clients: like :func:`version_commit_sha`, the first
+    40 hex digits of its content hash."""
+    return row.revision[:HF_COMMIT_LENGTH]
 
 
 def base_model_list() -> QuerySet[BaseModel]:
@@ -69,19 +122,45 @@ def base_model_list() -> QuerySet[BaseModel]:
 
 
 # --- permissions ---------------------------------------------------------------------------
-def user_role(*, user: User, namespace: Namespace) -> str | None:
+def user_role(*, user: AnyUser, namespace: Namespace) -> str | None:
     if not user.is_authenticated:
         return None
     return Membership.objects.filter(namespace=namespace, user=user).values_list("role", flat=True).first()
 
 
-def can_write(*, user: User, namespace: Namespace) -> bool:
+def can_write(*, user: AnyUser, namespace: Namespace) -> bool:
     if user.is_authenticated and user.is_superuser:
         return True
     return user_role(user=user, namespace=namespace) in WRITE_ROLES
 
 
-def require_write(*, user: User, namespace: Namespace) -> None:
+def require_authenticated(*, user: AnyUser, action: str) -> User:
+    """401 unless someone is logged in or sent a token; ``action`` says what needed it.
+
+    Returns the signed-in user, for the services that record who acted.
+    """
+    if not user.is_authenticated:
+        raise HubError(f"{action} needs a token", status_code=401, code="not_authenticated")
+    return user
+
+
+def require_staff(*, user: AnyUser, action: str) -> User:
+    """401 for anonymous callers, 403 unless the user is staff; ``action`` says what needed it."""
+    user = require_authenticated(user=user, action=action)
+    if not user.is_staff:
+        raise PermissionDenied(f"user `{user.get_username()}` is not staff; {action} is for staff users only")
+    return user
+
+
+def require_owner(*, user: AnyUser, namespace: Namespace) -> None:
+    """403 unless the user owns ``namespace`` (or is a superuser)."""
+    if user.is_authenticated and user.is_superuser:
+        return
+    if user_role(user=user, namespace=namespace) != Membership.Role.OWNER:
+        raise PermissionDenied(f"only owners of `{namespace.name}` manage its members")
+
+
+def require_write(*, user: AnyUser, namespace: Namespace) -> None:
     if not can_write(user=user, namespace=namespace):
         who = "anonymous users" if not user.is_authenticated else f"user `{user.get_username()}`"
         raise PermissionDenied(
@@ -90,7 +169,7 @@ def require_write(*, user: User, namespace: Namespace) -> None:
         )
 
 
-def visible_adapters(*, user: User) -> QuerySet[Adapter]:
+def visible_adapters(*, user: AnyUser) -> QuerySet[Adapter]:
     """Public adapters, plus private ones in the user's namespaces."""
     qs = Adapter.objects.all()
     if user.is_authenticated and user.is_superuser:
@@ -101,6 +180,32 @@ def visible_adapters(*, user: User) -> QuerySet[Adapter]:
     return qs.filter(Q(private=False) | Q(namespace_id__in=mine))
 
 
+def user_get(*, username: str) -> User:
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise NotFound(f"user `{username}` not found")
+    return user
+
+
+def membership_list(*, user: User) -> QuerySet[Membership]:
+    """The user's memberships with their namespaces, by namespace name."""
+    return Membership.objects.filter(user=user).select_related("namespace").order_by("namespace__name")
+
+
+def api_token_get(*, user: AnyUser, token_id: int) -> ApiToken:
+    """One of the user's own tokens; someone else's is as absent as a missing one."""
+    token = ApiToken.objects.filter(user=user, pk=token_id).first() if user.is_authenticated else None
+    if token is None:
+        raise NotFound(f"you have no token {token_id}")
+    return token
+
+
+def database_ping() -> None:
+    """Raise unless the database answers (the health check)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
 # --- namespaces ----------------------------------------------------------------------------
 def namespace_get(*, name: str) -> Namespace:
     namespace = Namespace.objects.filter(name__iexact=name).first()
@@ -109,38 +214,21 @@ def namespace_get(*, name: str) -> Namespace:
     return namespace
 
 
-def namespace_list(*, user: User) -> QuerySet[Namespace]:
-    return Namespace.objects.order_by("name")
+def namespace_list(*, user: AnyUser) -> QuerySet[Namespace]:
+    """Namespaces that hold a public adapter, plus the user's own (all, for superusers).
+
+    Every user gets a personal namespace, so listing them all would list every username.
+    """
+    qs = Namespace.objects.order_by("name")
+    if user.is_authenticated and user.is_superuser:
+        return qs
+    shown = Q(pk__in=Adapter.objects.filter(private=False).values("namespace_id"))
+    if user.is_authenticated:
+        shown |= Q(pk__in=Membership.objects.filter(user=user).values("namespace_id"))
+    return qs.filter(shown)
 
 
 # --- adapters ------------------------------------------------------------------------------
-@dataclass
-class CatalogFilters:
-    q: str = ""
-    namespace: str = ""
-    base_model: str = ""
-    method: str = ""
-    peft_type: str = ""
-    task: str = ""
-    license: str = ""
-    status: str = ""
-    ordering: str = "-updated"
-
-
-ORDERINGS = {
-    "updated": "updated_at",
-    "-updated": "-updated_at",
-    "created": "created_at",
-    "-created": "-created_at",
-    "name": "name",
-    "-name": "-name",
-    "size": "latest_size_bytes",
-    "-size": "-latest_size_bytes",
-    "params": "latest_trainable_params",
-    "-params": "-latest_trainable_params",
-}
-
-
 CATALOG_DEFERRED = (
     "latest_version__readme",
     "latest_version__config",
@@ -150,55 +238,31 @@ CATALOG_DEFERRED = (
 )
 
 
-def _versions_tagged(tag: str) -> QuerySet:
-    through = AdapterVersion.task_tags.through
-    return through.objects.filter(tasktag__name__iexact=tag).values("adapterversion_id")
+def adapter_list(*, user: AnyUser) -> QuerySet[Adapter]:
+    """The catalog: one row per visible adapter, carrying its newest version's card.
 
-
-def adapter_list(*, user: User, filters: CatalogFilters) -> QuerySet[Adapter]:
-    """The catalog: one row per adapter, carrying its newest version's card.
-
-    A constant number of queries whatever the page size: the namespace, newest version
-    and base model are joined, and task tags are prefetched in one query.
+    Filter and order it with :class:`hub.filters.CatalogFilterSet`. A constant number of
+    queries whatever the page size: the namespace, newest version and base model are
+    joined, and task tags are prefetched in one query.
     """
-    if filters.ordering not in ORDERINGS:
-        raise ValueError(filters.ordering)
-    qs = visible_adapters(user=user)
-    if filters.q:
-        for word in filters.q.split()[:8]:
-            qs = qs.filter(
-                Q(name__icontains=word)
-                | Q(namespace__name__icontains=word)
-                | Q(description__icontains=word)
-                | Q(latest_version_id__in=_versions_tagged(word))
-            )
-    if filters.namespace:
-        qs = qs.filter(namespace__name__iexact=filters.namespace)
-    if filters.base_model:
-        named = BaseModel.objects.filter(
-            Q(name__iexact=filters.base_model) | Q(aliases__alias__iexact=filters.base_model)
-        ).values("pk")
-        qs = qs.filter(latest_version__base_model_id__in=named)
-    if filters.method:
-        qs = qs.filter(latest_version__method=filters.method)
-    if filters.peft_type:
-        qs = qs.filter(latest_version__peft_type__iexact=filters.peft_type)
-    if filters.task:
-        qs = qs.filter(latest_version_id__in=_versions_tagged(filters.task))
-    if filters.license:
-        qs = qs.filter(latest_version__license=filters.license.strip().lower())  # stored lowercase
-    if filters.status:
-        qs = qs.filter(latest_version__status=filters.status)
-    return (
-        qs.select_related("namespace", "latest_version", "latest_version__base_model")
+    qs = (
+        visible_adapters(user=user)
+        .select_related("namespace", "latest_version", "latest_version__base_model")
         # A catalog row shows the card, not the README, config or the base's module table.
         .defer(*CATALOG_DEFERRED)
         .prefetch_related("latest_version__task_tags")
-        .order_by(ORDERINGS[filters.ordering], "-pk")
     )
+    return ordered(qs, DEFAULT_ORDERING)
 
 
-def adapter_get(*, user: User, namespace: str, name: str) -> Adapter:
+def adapter_get_writable(*, user: AnyUser, namespace: str, name: str) -> Adapter:
+    """A visible adapter the user may write to: 404 if hidden or missing, else 403 if read-only."""
+    adapter = adapter_get(user=user, namespace=namespace, name=name)
+    require_write(user=user, namespace=adapter.namespace)
+    return adapter
+
+
+def adapter_get(*, user: AnyUser, namespace: str, name: str) -> Adapter:
     """A visible adapter; private ones look absent to outsiders (404, not 403)."""
     adapter = (
         visible_adapters(user=user)
@@ -209,6 +273,11 @@ def adapter_get(*, user: User, namespace: str, name: str) -> Adapter:
     if adapter is None:
         raise NotFound(f"adapter `{namespace}/{name}` not found (private adapters need a member's token)")
     return adapter
+
+
+def adapter_exists(*, namespace: str, name: str) -> bool:
+    """Whether an adapter has this id, visible to the caller or not."""
+    return Adapter.objects.filter(namespace__name__iexact=namespace, name__iexact=name).exists()
 
 
 # --- versions ------------------------------------------------------------------------------
@@ -248,11 +317,27 @@ def version_resolve(*, adapter: Adapter, ref: str) -> AdapterVersion:
     return version
 
 
+def version_file_get(*, version: AdapterVersion, path: str) -> VersionFile:
+    """One file of a version (``version_queryset`` prefetched them); 404 names the files it has."""
+    files = list(version.files.all())
+    entry = next((f for f in files if f.path == path), None)
+    if entry is None:
+        raise NotFound(
+            f"{version} has no file `{path}`; it has: " + ", ".join(f.path for f in files),
+            code="entry_not_found",
+        )
+    return entry
+
+
+def alias_list(*, adapter: Adapter) -> QuerySet[Alias]:
+    return adapter.aliases.select_related("version").all()
+
+
 def version_list(*, adapter: Adapter) -> QuerySet[AdapterVersion]:
     return version_queryset().filter(adapter=adapter).order_by("-number")
 
 
-# --- the Hugging Face Hub protocol (hub.hfapi) ---------------------------------------------
+# --- the Hugging Face Hub protocol (hub.hf.api) ---------------------------------------------
 HF_DEFAULT_REVISION = "main"
 HF_COMMIT_LENGTH = 40
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from rest_framework import serializers
 
 from .models import Adapter, AdapterVersion, ApiToken, BaseModel, Namespace
-from .selectors import ORDERINGS
 
 
 # --- input ---------------------------------------------------------------------------------
@@ -50,7 +51,9 @@ class CardIn(serializers.Serializer):
     training_hardware = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     num_training_examples = serializers.IntegerField(min_value=0, required=False, allow_null=True)
     training_run_url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
-    parent = serializers.RegexField(
+    # DRF's metaclass moves declared fields off the class, so this does not shadow
+    # Field.parent at runtime; the stubs see a class attribute.
+    parent = serializers.RegexField(  # type: ignore[assignment]
         r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._-]+)?$",
         required=False,
         allow_null=True,
@@ -60,15 +63,30 @@ class CardIn(serializers.Serializer):
     extra = serializers.DictField(required=False, default=dict)
 
 
+class MetadataField(serializers.JSONField):
+    """A JSON object: a string in a multipart form, an object in a JSON body; blank is ``{}``."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(binary=True, **kwargs)
+
+    def to_internal_value(self, data):
+        if data in ("", b"", None):
+            return {}
+        if not isinstance(data, (str, bytes)):
+            data = json.dumps(data)
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("`metadata` must be a JSON object")
+        return value
+
+
 class VersionUploadIn(serializers.Serializer):
     """Multipart form: ``files`` (repeatable; or one tar/zip ``archive``) plus fields."""
 
     files = serializers.ListField(child=serializers.FileField(), required=False, default=list)
     archive = serializers.FileField(required=False)
     base_model = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
-    metadata = serializers.JSONField(
-        required=False, default=dict, binary=True, help_text="card metadata, a JSON object"
-    )
+    metadata = MetadataField(required=False, default=dict, help_text="card metadata, a JSON object")
     aliases = serializers.ListField(
         child=serializers.CharField(max_length=64), required=False, default=list, max_length=16
     )
@@ -84,18 +102,26 @@ class DeprecateIn(serializers.Serializer):
 
 class TokenCreateIn(serializers.Serializer):
     name = serializers.CharField(max_length=100, default="token")
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=ApiToken.Scope.values),
+        required=False,
+        allow_empty=False,
+        max_length=len(ApiToken.Scope.values),
+        help_text="default: read, serve, write (a token minting one gives at most its own)",
+    )
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, help_text="default: never")
 
 
-class CatalogQueryIn(serializers.Serializer):
-    q = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    namespace = serializers.CharField(required=False, allow_blank=True, default="", max_length=96)
-    base_model = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
-    method = serializers.ChoiceField(choices=AdapterVersion.Method.values, required=False, allow_blank=True, default="")
-    peft_type = serializers.CharField(required=False, allow_blank=True, default="", max_length=32)
-    task = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
-    license = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
-    status = serializers.ChoiceField(choices=AdapterVersion.Status.values, required=False, allow_blank=True, default="")
-    ordering = serializers.ChoiceField(choices=list(ORDERINGS), required=False, default="-updated")
+class BaseModelAddIn(serializers.Serializer):
+    from_hub = serializers.RegexField(
+        r"^[\w.-]+(/[\w.-]+)?$", max_length=200, help_text="the repo to download from HF_ENDPOINT, e.g. ORG/NAME"
+    )
+    revision = serializers.CharField(max_length=100, help_text="the commit to download: pinned, not a branch")
+    name = serializers.CharField(max_length=100, help_text="the hub's name for it, e.g. llama-3.1-8b-instruct")
+    alias = serializers.CharField(max_length=300, required=False, help_text="another name it is known by")
+    aliases = serializers.ListField(child=serializers.CharField(max_length=300), required=False, default=list)
+    license = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
 # --- output --------------------------------------------------------------------------------
@@ -156,6 +182,7 @@ class CardOut(serializers.Serializer):
     num_training_examples = serializers.IntegerField(allow_null=True)
     lineage = serializers.SerializerMethodField()
     flags = serializers.ListField(child=serializers.CharField())
+    warnings = serializers.ListField(child=serializers.CharField())
 
     def get_quantization(self, obj: AdapterVersion) -> dict | None:
         if not obj.quantization_bits:
@@ -201,6 +228,9 @@ class VersionOut(serializers.ModelSerializer):
             "deprecated_at",
             "deprecation_reason",
             "created_at",
+            "downloads",
+            "commit_title",
+            "commit_description",
             "card",
             "aliases",
             "files",
@@ -225,7 +255,7 @@ class VersionSummaryOut(serializers.ModelSerializer):
 
     class Meta:
         model = AdapterVersion
-        fields = ["id", "version", "content_hash", "status", "deprecated_at", "created_at", "card"]
+        fields = ["id", "version", "content_hash", "status", "deprecated_at", "created_at", "downloads", "card"]
 
 
 class AdapterOut(serializers.ModelSerializer):
@@ -243,6 +273,7 @@ class AdapterOut(serializers.ModelSerializer):
             "private",
             "description",
             "version_count",
+            "downloads",
             "created_at",
             "updated_at",
             "latest",
@@ -258,4 +289,14 @@ class AliasOut(serializers.Serializer):
 class TokenOut(serializers.ModelSerializer):
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "expires_at",
+            "created_by_token",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]

@@ -6,6 +6,7 @@ Kept free of Django and torch so the validators can be unit-tested on their own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,38 @@ class BaseModelSpec:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    def to_json(self) -> dict[str, Any]:
+        """The geometry as JSON (the keys of :data:`SPEC_FIELDS`, which are also the base
+        model row's columns). Name and aliases stay out: they belong to the registry entry
+        and may change without the model changing."""
+        data: dict[str, Any] = {name: getattr(self, name) for name in SPEC_FIELDS}
+        data["modules"] = modules_to_json(self.modules)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, name: str, aliases: tuple[str, ...] = ()) -> BaseModelSpec:
+        """The inverse of :meth:`to_json`; keys other than :data:`SPEC_FIELDS` are ignored."""
+        values = {key: int(data[key]) for key in SPEC_FIELDS if key not in ("architecture", "modules")}
+        return cls(
+            name=name,
+            architecture=str(data["architecture"]),
+            modules=modules_from_json(data["modules"]),
+            aliases=tuple(aliases),
+            **values,
+        )
+
+
+#: What :meth:`BaseModelSpec.to_json` writes, in order.
+SPEC_FIELDS = (
+    "architecture",
+    "hidden_size",
+    "num_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "modules",
+)
 
 
 def modules_to_json(modules: dict[str, ModuleShape]) -> dict[str, list]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.db import connection
 from django.http import HttpRequest, JsonResponse
+
+from . import selectors
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    selectors.database_ping()
     return JsonResponse({"status": "ok"})

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .client import Client, EvaluationStatus, PullResult, PushResult, RepoId, parse_repo, pull, push
+from .client import Client, pull, push
 from .errors import (
     AuthenticationError,
     ConflictError,
     ConnectionFailed,
+    EvaluationTimeout,
     InvalidRequestError,
     NotFoundError,
     PefthubError,
@@ -26,6 +27,8 @@ from .errors import (
     ServerError,
     UploadRejectedError,
 )
+from .repo import RepoId, parse_repo
+from .results import EvaluationStatus, PullResult, PushResult
 
 if TYPE_CHECKING:
     from .callback import PefthubCallback
@@ -36,6 +39,7 @@ __all__ = [
     "ConflictError",
     "ConnectionFailed",
     "EvaluationStatus",
+    "EvaluationTimeout",
     "InvalidRequestError",
     "NotFoundError",
     "PefthubCallback",

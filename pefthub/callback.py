@@ -2,16 +2,19 @@
 
     trainer.add_callback(PefthubCallback("acme/support-bot", push_on_save=True))
 
-At the end of training it saves the PEFT adapter (``model.save_pretrained``) and pushes
-it, with what it recorded in the card: training time, hardware, number of training
-examples, the final loss and step. With ``push_on_save`` every checkpoint the Trainer
-saves is pushed too (its adapter files only, not the optimizer state).
+At the end of training it saves the PEFT adapter (``model.save_pretrained``) with
+what it recorded beside it in ``training_metadata.json`` (training time, hardware,
+number of training examples, the final loss and step), as the training recipe does,
+and pushes that folder: the card is built from the file by the same code as for
+``pefthub push`` (:mod:`pefthub.card`). With ``push_on_save`` every checkpoint the
+Trainer saves is pushed too (its adapter files only, not the optimizer state).
 
 Importing this module imports transformers; ``import pefthub`` alone does not.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -24,7 +27,10 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from .client import Client, PushResult, parse_repo
+from .card import TRAINING_METADATA, card_from_training, merge_cards
+from .client import Client
+from .repo import parse_repo
+from .results import PushResult
 
 log = logging.getLogger("pefthub")
 
@@ -117,13 +123,13 @@ class PefthubCallback(TrainerCallback):
             # The last save is pushed by on_train_end with the final metadata; pushing it
             # here too would make that push a no-op returning this checkpoint's card.
             return
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        folder = Path(args.output_dir or ".") / f"checkpoint-{state.global_step}"
         files = [name for name in CHECKPOINT_FILES if (folder / name).is_file()]
         extra = {"global_step": state.global_step, "epoch": state.epoch, "checkpoint": True}
         if self._last_loss is not None:
             extra["loss"] = self._last_loss
         try:
-            self._push(folder, files, extra)
+            self._push(folder, files, self.card(extra))
         except Exception as exc:
             # A checkpoint that did not make it is no reason to stop a training run; the
             # folder stays on disk and the final push still happens.
@@ -145,10 +151,13 @@ class PefthubCallback(TrainerCallback):
             extra["train_loss"] = self._train_loss
         with tempfile.TemporaryDirectory(prefix="pefthub-") as tmp:
             model.save_pretrained(tmp)
+            # The push reads this file like any other folder's (and a folder kept after a
+            # failed push still carries it, for `pefthub push`).
+            (Path(tmp) / TRAINING_METADATA).write_text(json.dumps(self.record(extra), indent=2) + "\n")
             try:
-                self._push(Path(tmp), None, extra)
+                self._push(Path(tmp), None, self.metadata)
             except Exception:
-                kept = Path(args.output_dir) / "pefthub-unpushed"
+                kept = Path(args.output_dir or ".") / "pefthub-unpushed"
                 shutil.rmtree(kept, ignore_errors=True)
                 shutil.copytree(tmp, kept)
                 log.error(
@@ -160,25 +169,27 @@ class PefthubCallback(TrainerCallback):
                 raise
 
     # --- pushing ---------------------------------------------------------------------------
-    def card(self, extra: Mapping[str, Any]) -> dict[str, Any]:
-        """The card metadata for a push: what was recorded, then the user's ``metadata``."""
+    def record(self, extra: Mapping[str, Any]) -> dict[str, Any]:
+        """What the run recorded, flat, as the recipe's ``training_metadata.json`` has it."""
         recorded: dict[str, Any] = {"training_hardware": self._hardware}
         if self._started is not None:
             recorded["training_time_seconds"] = round(time.monotonic() - self._started, 3)
         if self._num_examples is not None:
             recorded["num_training_examples"] = self._num_examples
-        user = dict(self.metadata)
-        merged_extra = {**extra, **(user.pop("extra", None) or {})}
-        return {**recorded, **user, "extra": merged_extra}
+        return {**recorded, **extra}
 
-    def _push(self, folder: Path, files: Sequence[str] | None, extra: Mapping[str, Any]) -> PushResult:
+    def card(self, extra: Mapping[str, Any]) -> dict[str, Any]:
+        """The card metadata for a push: what was recorded, then the user's ``metadata``."""
+        return merge_cards(card_from_training(self.record(extra)), self.metadata)
+
+    def _push(self, folder: Path, files: Sequence[str] | None, metadata: Mapping[str, Any]) -> PushResult:
         if self._client is None:
             self._client = Client(self._endpoint, self._token, progress=self._progress)
         result = self._client.push(
             folder,
             self.repo,
             base_model=self.base_model,
-            metadata=self.card(extra),
+            metadata=metadata,
             aliases=self.aliases,
             files=files,
             private=self.private,

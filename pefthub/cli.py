@@ -1,7 +1,10 @@
 """``pefthub``: push, pull, list, follow and alias adapters from the shell.
 
-Exit codes: 0 done, 1 the hub refused or could not be reached (one line ``error: …`` on
-stderr), 2 a usage error, 130 interrupted.
+Exit codes (``pefthub --help`` lists them too):
+0 done (with ``--wait``: the version was accepted); 1 the hub refused or could not be
+reached (one line ``error: …`` on stderr); 2 a usage error; with ``--wait``, 3 the
+version was rejected, 4 its evaluation failed, 5 its evaluation was cancelled, 6 no
+verdict before ``--timeout``; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,9 +19,29 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .client import Client, human_size, parse_repo
+from .client import Client
 from .config import ENDPOINT_ENV, TOKEN_ENV, save_token
-from .errors import AuthenticationError, PefthubError
+from .errors import AuthenticationError, EvaluationTimeout, PefthubError
+from .repo import parse_repo
+from .results import EvaluationStatus
+from .text import human_size, table
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+# What `--wait` ends with, so that a training pipeline can gate on the verdict.
+EXIT_OUTCOME = {"accepted": EXIT_OK, "rejected": 3, "failed": 4, "cancelled": 5}
+EXIT_TIMEOUT = 6
+EXIT_INTERRUPTED = 130
+EXIT_HELP = """exit codes:
+  0    done (with --wait: the version was accepted)
+  1    the hub refused the request or could not be reached
+  2    usage error
+  3    --wait: the version was rejected by its evaluation
+  4    --wait: its evaluation failed (no verdict)
+  5    --wait: its evaluation was cancelled (no verdict)
+  6    --wait: no verdict before --timeout
+  130  interrupted"""
 
 
 def _metadata(args: argparse.Namespace) -> dict[str, Any]:
@@ -42,14 +65,6 @@ def _metadata(args: argparse.Namespace) -> dict[str, Any]:
     return metadata
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    )
-
-
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
@@ -67,11 +82,40 @@ def cmd_push(client: Client, args: argparse.Namespace) -> int:
         description=args.description or "",
         progress=False if args.no_progress else None,
     )
+    if not args.wait:
+        if args.json:
+            _print_json({"created": result.created, "url": result.url, **result.data})
+        else:
+            print(result.summary())
+        return EXIT_OK
+    if not args.json:
+        print(result.summary(), flush=True)
+    status = _follow(client, args, result.repo, result.version)
     if args.json:
-        _print_json({"created": result.created, "url": result.url, **result.data})
-    else:
-        print(result.summary())
-    return 0
+        _print_json({"created": result.created, "url": result.url, **result.data, "evaluation": status.to_json()})
+    return _report_verdict(status, args)
+
+
+def _follow(client: Client, args: argparse.Namespace, repo: str, ref: str | int | None) -> EvaluationStatus:
+    try:
+        return client.wait_for_evaluation(
+            repo,
+            ref,
+            timeout=args.timeout or None,
+            interval=args.interval,
+            progress=False if args.no_progress else None,
+        )
+    except EvaluationTimeout as exc:
+        if not args.json and exc.evaluation is not None:
+            print(exc.evaluation.describe())
+        raise
+
+
+def _report_verdict(status: EvaluationStatus, args: argparse.Namespace) -> int:
+    if not args.json:
+        print(status.describe())
+        print(f"verdict: {status.outcome}")
+    return EXIT_OUTCOME.get(status.outcome or "", EXIT_ERROR)
 
 
 def cmd_pull(client: Client, args: argparse.Namespace) -> int:
@@ -104,7 +148,7 @@ def cmd_ls(client: Client, args: argparse.Namespace) -> int:
             for v in versions
         ]
         header = ["VERSION", "STATUS", "METHOD", "RANK", "SIZE", "ALIASES", "CREATED", "HASH"]
-        print(_table(rows, header) if rows else f"{args.repo} has no versions yet")
+        print(table(rows, header) if rows else f"{args.repo} has no versions yet")
         return 0
     adapters = list(client.list_adapters(namespace=args.namespace, q=args.query))
     if args.json:
@@ -125,26 +169,22 @@ def cmd_ls(client: Client, args: argparse.Namespace) -> int:
             ]
         )
     header = ["ADAPTER", "LATEST", "STATUS", "METHOD", "VISIBILITY", "UPDATED"]
-    print(_table(rows, header) if rows else "no adapters found")
+    print(table(rows, header) if rows else "no adapters found")
     return 0
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    if args.wait:
+        status = _follow(client, args, args.repo, None)
+        if args.json:
+            _print_json(status.to_json())
+        return _report_verdict(status, args)
     status = client.evaluation_status(args.repo)
     if args.json:
-        _print_json(
-            {
-                "repo": status.repo,
-                "version": status.version,
-                "status": status.status,
-                "reasons": status.reasons,
-                "evaluation": status.evaluation,
-                "url": status.url,
-            }
-        )
+        _print_json(status.to_json())
     else:
         print(status.describe())
-    return 0
+    return EXIT_OK
 
 
 def cmd_alias(client: Client, args: argparse.Namespace) -> int:
@@ -164,7 +204,7 @@ def cmd_alias(client: Client, args: argparse.Namespace) -> int:
         return 0
     aliases = client.list_aliases(rid)
     rows = [[a["name"], f"v{a['version']}", a["updated_at"][:19].replace("T", " ")] for a in aliases]
-    print(_table(rows, ["ALIAS", "VERSION", "UPDATED"]) if rows else f"{rid.full_name} has no aliases")
+    print(table(rows, ["ALIAS", "VERSION", "UPDATED"]) if rows else f"{rid.full_name} has no aliases")
     return 0
 
 
@@ -200,15 +240,40 @@ def cmd_whoami(client: Client, args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------------------
+def cmd_suite_push(client: Client, args: argparse.Namespace) -> int:
+    suite, created, skipped = client.push_suite(args.folder)
+    if skipped:
+        print(f"not sent (not suite data): {', '.join(skipped)}", file=sys.stderr)
+    if args.json:
+        _print_json(suite)
+    else:
+        what = "registered" if created else "already registered"
+        print(f"{what}: {suite['slug']}@{suite['version']} ({suite['role']}, tasks: {', '.join(suite['tasks'])})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pefthub", description="Push, pull and follow PEFT adapters.")
+    parser = argparse.ArgumentParser(
+        prog="pefthub",
+        description="Push, pull and follow PEFT adapters.",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"pefthub {__version__}")
     parser.add_argument("--endpoint", help=f"the hub's address (default: ${ENDPOINT_ENV} or http://127.0.0.1:8000)")
     parser.add_argument("--token", help=f"API token (default: ${TOKEN_ENV}, then the one `pefthub login` saved)")
     parser.add_argument("--retries", type=int, default=4, help="retries after a dropped connection (default 4)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("push", help="upload an adapter folder as a new version")
+    p = sub.add_parser(
+        "push",
+        help="upload an adapter folder as a new version",
+        description="Upload an adapter folder as a new version. The card gets what the folder's "
+        "training_metadata.json records (training time, hardware, examples, loss, ...); the "
+        "options below win over it.",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("folder", help="the folder peft's save_pretrained wrote")
     p.add_argument("repo", help="namespace/name; created when missing")
     p.add_argument("--base-model", help="registered base model (default: the config's base_model_name_or_path)")
@@ -222,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", help="description of the adapter (when it is new)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the version as JSON")
+    _wait_arguments(p, "then follow its evaluation to the verdict; the exit code says which (see below)")
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("pull", help="download a version")
@@ -237,9 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_ls)
 
-    p = sub.add_parser("status", help="a version's evaluation status")
+    p = sub.add_parser(
+        "status",
+        help="a version's verdict and evaluation: each suite's progress, arms and decision",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("repo", help="namespace/name[@version] (default @latest)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _wait_arguments(p, "follow the evaluation to the verdict; the exit code says which (see below)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("alias", help="list, set or delete aliases")
@@ -253,10 +326,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("token_value", nargs="?", metavar="TOKEN", help="the token (default: prompt, or stdin)")
     p.set_defaults(func=cmd_login)
 
+    p = sub.add_parser("suite", help="evaluation suites (staff)")
+    suite = p.add_subparsers(dest="suite_command", required=True, metavar="SUITE_COMMAND")
+    p = suite.add_parser(
+        "push",
+        help="register a suite folder (suite.json + JSONL); a new version retires the older one",
+        description="Register an evaluation suite: suite.json and its JSONL files (test.jsonl, "
+        "corpus.jsonl, train.jsonl, facts.jsonl). Staff only. Files that are not suite data "
+        "(.json, .jsonl, .md, .txt) are left out and named.",
+    )
+    p.add_argument("folder", help="the suite's folder")
+    p.add_argument("--json", action="store_true", help="print the suite as JSON")
+    p.set_defaults(func=cmd_suite_push)
+
     p = sub.add_parser("whoami", help="the token's user and namespaces")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_whoami)
     return parser
+
+
+def _wait_arguments(p: argparse.ArgumentParser, wait_help: str) -> None:
+    p.add_argument("--wait", action="store_true", help=wait_help)
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=3600.0,
+        help="with --wait: give up after this many seconds, exit code 6 (default 3600; 0: no limit)",
+    )
+    p.add_argument("--interval", type=_seconds, default=5.0, help="with --wait: seconds between checks (default 5)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("give a number of seconds of 0 or more")
+    return value
 
 
 def _setup_logging() -> None:
@@ -279,15 +386,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with Client(args.endpoint, args.token, retries=max(args.retries, 0)) as client:
             return int(args.func(client, args))
+    except EvaluationTimeout as exc:
+        _error(exc.message)
+        return EXIT_TIMEOUT
     except PefthubError as exc:
         _error(exc.message)
-        return 1
+        return EXIT_ERROR
     except (ValueError, OSError) as exc:
         _error(str(exc))
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ __all__ = [
     "AuthenticationError",
     "ConflictError",
     "ConnectionFailed",
+    "EvaluationTimeout",
     "InvalidRequestError",
     "NotFoundError",
     "PefthubError",
@@ -82,6 +83,15 @@ class ServerError(PefthubError):
 
 class ConnectionFailed(PefthubError):
     """The hub could not be reached, or the connection dropped, on every try."""
+
+
+class EvaluationTimeout(PefthubError):
+    """No verdict came within the time given; ``evaluation`` is the last status seen
+    (a :class:`pefthub.EvaluationStatus`)."""
+
+    def __init__(self, message: str, *, evaluation: Any = None) -> None:
+        super().__init__(message)
+        self.evaluation = evaluation
 
 
 _BY_STATUS: dict[int, type[PefthubError]] = {

@@ -87,3 +87,34 @@ class NamespaceRole(TypedDict):
 class Whoami(TypedDict):
     username: str
     namespaces: list[NamespaceRole]
+
+
+class ArmRun(TypedDict, total=False):
+    id: int
+    suite: str
+    arm: str
+    backend: str
+    metrics: dict[str, dict[str, Any]]
+    duration_seconds: float
+    created_at: str
+
+
+class EvaluationJob(TypedDict, total=False):
+    """One evaluation of a version on one suite (``/api/v1/evaluations/<id>/``)."""
+
+    id: int
+    adapter: str
+    version: int
+    suite: str
+    status: str
+    progress: float
+    current: str
+    error: str
+    decision: str
+    reasons: list[str]
+    summary: dict[str, Any]
+    reused: bool
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    runs: list[ArmRun]

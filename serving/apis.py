@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,7 +13,7 @@ from hub.exceptions import NotFound
 
 from . import selectors, services
 from .models import Deployment
-from .serializers import DeploymentOut, UsageOut
+from .serializers import DeploymentOut, ReplicaOut, UsageOut
 
 
 def _version(request: Request, namespace: str, name: str, ref: str, *, write: bool):
@@ -36,7 +37,8 @@ class DeployApi(APIView):
     @extend_schema(request=None, responses=DeploymentOut)
     def post(self, request: Request, namespace: str, name: str, ref: str) -> Response:
         version = _version(request, namespace, name, ref, write=True)
-        deployment = services.deployment_activate(version=version, reason=Deployment.Reason.DEPLOYED, user=request.user)
+        user = hub_selectors.require_authenticated(user=request.user, action="deploying")
+        deployment = services.deployment_activate(version=version, reason=Deployment.Reason.DEPLOYED, user=user)
         return Response(DeploymentOut(deployment).data)
 
 
@@ -44,9 +46,8 @@ class UndeployApi(APIView):
     @extend_schema(request=None, responses=DeploymentOut)
     def post(self, request: Request, namespace: str, name: str, ref: str) -> Response:
         version = _version(request, namespace, name, ref, write=True)
-        deployment = services.deployment_deactivate(
-            version=version, reason=Deployment.Reason.UNDEPLOYED, user=request.user
-        )
+        user = hub_selectors.require_authenticated(user=request.user, action="undeploying")
+        deployment = services.deployment_deactivate(version=version, reason=Deployment.Reason.UNDEPLOYED, user=user)
         if deployment is None:
             raise NotFound(f"{version} is not deployed")
         return Response(DeploymentOut(deployment).data)
@@ -55,5 +56,14 @@ class UndeployApi(APIView):
 class UsageListApi(APIView):
     @extend_schema(responses=UsageOut(many=True))
     def get(self, request: Request) -> Response:
-        usage = selectors.usage_list(user=request.user).select_related("base_model")
-        return Response(UsageOut(usage, many=True).data)
+        return Response(UsageOut(selectors.usage_list(user=request.user), many=True).data)
+
+
+class ReplicaListApi(APIView):
+    """The engine replicas, their health (and why not healthy), and what each holds. Staff only."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=ReplicaOut(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(ReplicaOut(selectors.replica_list(), many=True).data)

@@ -1,5 +1,10 @@
 """Serving's rejections: :class:`hub.exceptions.HubError` subclasses, so the REST API's one
-exception handler maps them; the /v1 gateway renders them in the OpenAI error shape."""
+exception handler maps them; the /v1 gateway renders them in the OpenAI error shape
+(``serving.gateway.openai_exception_handler``). Each carries its HTTP status and code as
+class attributes (or constructor arguments, for an engine passing on what its server said).
+
+No Django here: the engines (``serving.engines``) raise these too.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,19 @@ class ModelNotFound(ServingError):
     code = "model_not_found"
 
 
-class EngineDown(ServingError):
+class EngineError(ServingError):
+    """An engine refused or failed a request; ``status_code``/``code`` say how to answer it."""
+
+    status_code = 500
+    code = "engine_error"
+
+
+class EngineUnavailable(EngineError):
+    """The engine is not running (not started, starting, or crashed and restarting)."""
+
     status_code = 503
     code = "engine_unavailable"
+
+
+#: the name the services and the gateway use
+EngineDown = EngineUnavailable

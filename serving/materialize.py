@@ -1,4 +1,4 @@
-"""Versions' files in the serving folder, where engines read them (see :mod:`hub.materialize`)."""
+"""Versions' files in the serving folder, where engines read them (see :mod:`hub.storage.materialize`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from hub import materialize
 from hub.models import AdapterVersion
+from hub.storage import materialize
 
 
 def adapters_dir() -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
 
@@ -16,7 +16,7 @@ from .exceptions import ModelNotFound
 from .models import Deployment, ModelUsage
 
 if TYPE_CHECKING:
-    from hub.selectors import User
+    from hub.selectors import AnyUser
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _ADAPTER_REF = re.compile(rf"^(?P<namespace>{_NAME})/(?P<name>{_NAME})(@(?P<ref>[A-Za-z0-9._-]+))?$")
@@ -47,7 +47,7 @@ def live_deployments() -> QuerySet[Deployment]:
     )
 
 
-def served_resolve(*, user: User, model: str) -> Served:
+def served_resolve(*, user: AnyUser, model: object) -> Served:
     """Resolve ``model`` for ``user``: a base model's name, or ``ns/name[@alias|@version]``.
 
     Anything the user may not see, or that is not live (unaccepted, deprecated, undeployed),
@@ -96,9 +96,11 @@ def served_resolve(*, user: User, model: str) -> Served:
     )
 
 
-def served_models(*, user: User) -> list[dict]:
+def served_models(*, user: AnyUser) -> list[dict[str, Any]]:
     """What ``user`` may call: every base model, and the live versions they can see."""
-    rows = [{"id": base.name, "parent": None, "base": base} for base in BaseModel.objects.order_by("name")]
+    rows: list[dict[str, Any]] = [
+        {"id": base.name, "parent": None, "base": base} for base in BaseModel.objects.order_by("name")
+    ]
     visible = hub_selectors.visible_adapters(user=user).values("pk")
     for deployment in (
         live_deployments()
@@ -125,8 +127,28 @@ def usage_for(*, models: list[str]) -> dict[str, ModelUsage]:
     return {u.model: u for u in ModelUsage.objects.filter(model__in=models)}
 
 
-def usage_list(*, user: User) -> QuerySet[ModelUsage]:
+def usage_list(*, user: AnyUser) -> QuerySet[ModelUsage]:
     visible = hub_selectors.visible_adapters(user=user).values("pk")
     from django.db.models import Q
 
-    return ModelUsage.objects.filter(Q(version__isnull=True) | Q(version__adapter__in=visible)).order_by("model")
+    return (
+        ModelUsage.objects.filter(Q(version__isnull=True) | Q(version__adapter__in=visible))
+        .select_related("base_model")
+        .order_by("model")
+    )
+
+
+def replica_list() -> QuerySet:
+    """Every replica with what it holds (for staff: the admin and the replicas API)."""
+    from django.db.models import Prefetch
+
+    from .models import Placement, Replica
+
+    placements = Placement.objects.select_related(
+        "replica__base_model", "deployment__version__adapter__namespace"
+    ).order_by("engine_model")
+    return (
+        Replica.objects.select_related("base_model")
+        .prefetch_related(Prefetch("placements", queryset=placements))
+        .order_by("base_model__name", "url")
+    )

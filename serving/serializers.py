@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .models import Deployment, ModelUsage
+from .models import Deployment, ModelUsage, Placement, Replica
 from .selectors import version_label
 
 
@@ -57,3 +57,40 @@ class DeploymentOut(serializers.ModelSerializer):
     def get_usage(self, deployment: Deployment) -> dict | None:
         usage = ModelUsage.objects.filter(version=deployment.version).select_related("base_model").first()
         return UsageOut(usage).data if usage else None
+
+
+class PlacementOut(serializers.ModelSerializer):
+    model = serializers.SerializerMethodField(help_text="`ns/name@vN`, or the base model for its identity LoRA")
+
+    class Meta:
+        model = Placement
+        fields = ["model", "engine_model", "state", "loaded_at"]
+
+    def get_model(self, placement: Placement) -> str:
+        if placement.deployment is None:
+            return placement.replica.base_model.name
+        return version_label(placement.deployment.version)
+
+
+class ReplicaOut(serializers.ModelSerializer):
+    base_model = serializers.CharField(source="base_model.name")
+    placements = PlacementOut(many=True)
+
+    class Meta:
+        model = Replica
+        fields = [
+            "id",
+            "url",
+            "base_model",
+            "kind",
+            "max_loras",
+            "max_cpu_loras",
+            "managed",
+            "base_only",
+            "health",
+            "last_error",
+            "failures",
+            "last_seen_at",
+            "checked_at",
+            "placements",
+        ]

@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import fcntl
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,35 +22,54 @@ from django.db.models import F
 from django.utils import timezone
 
 from hub.exceptions import HubError
-from hub.models import AdapterVersion, BaseModel
+from hub.models import AdapterVersion, BaseModel, BaseModelRevision
 
 from . import metrics
-from .engines import Engine, EngineError, get_engine
+from .engines import Engine, get_engine
 from .engines.registry import engine_for
-from .exceptions import EngineDown, ModelNotFound, ServingError
+from .exceptions import EngineDown, EngineError, ModelNotFound, ServingError
+from .locks import host_lock
 from .materialize import version_folder, version_materialize
-from .models import Deployment, ModelUsage
+from .models import Deployment, ModelUsage, Placement
 from .selectors import Served
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 log = logging.getLogger(__name__)
 
 
 # --- engines -----------------------------------------------------------------------------------
-def engine_get(*, name: str, base: BaseModel) -> Engine:
+def older_revision(version: AdapterVersion) -> BaseModelRevision | None:
+    """The older revision of its base that ``version`` was validated against, if it was."""
+    base = version.base_model
+    if not version.base_revision or version.base_revision == base.revision:
+        return None
+    return BaseModelRevision.objects.filter(base_model=base, revision=version.base_revision).first()
+
+
+def engine_get(*, name: str, base: BaseModel, version: AdapterVersion | None = None) -> Engine:
+    """This process's engine ``name`` for ``base``; for a version made on an older revision of
+    it, the engine on that revision's folder (engine base ``<base>@<revision[:12]>``)."""
+    old = older_revision(version) if version is not None else None
+    if old is not None:
+        return get_engine(name, base_name=f"{base.name}@{old.revision[:12]}", base_path=Path(old.local_path))
     return get_engine(name, base_name=base.name, base_path=Path(base.local_path))
 
 
 def engine_for_served(*, served: Served) -> Engine:
     if served.deployment is not None:
-        return engine_get(name=served.deployment.engine, base=served.base)
+        return engine_get(name=served.deployment.engine, base=served.base, version=served.deployment.version)
     return engine_get(name=engine_for(method=None, base_name=served.base.name), base=served.base)
 
 
 def _engine_name_for(version: AdapterVersion) -> str:
-    """The engine that will serve ``version``, or a ServingError saying why none can."""
+    """The engine that will serve ``version``, or a ServingError saying why none can.
+
+    A version made on an older revision of its base runs on that revision, in this
+    process's peft engine: vLLM replicas hold the base's current revision only."""
+    if older_revision(version) is not None:
+        return "peft"
     try:
         name = engine_for(method=version.method, base_name=version.base_model.name)
     except ValueError:
@@ -72,31 +89,23 @@ def _engine_name_for(version: AdapterVersion) -> str:
     return name
 
 
-@contextlib.contextmanager
 def _engine_lock(engine: Engine):
     """One loader at a time per engine, across this host's processes (web workers, worker)."""
-    folder = Path(settings.PEFTHUB_SERVING_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f".{engine.name}-{engine.spec.base_name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return host_lock(f"{engine.name}-{engine.spec.base_name}")
 
 
 def _call(action, what: str):
     try:
         return action()
-    except EngineError as exc:
-        if exc.status == 503:
-            raise EngineDown(exc.message)
-        raise ServingError(f"{what}: {exc.message}", code=exc.code, status_code=exc.status)
+    except EngineDown:
+        raise
+    except EngineError as exc:  # say what the hub was doing when the engine refused
+        raise ServingError(f"{what}: {exc.message}", code=exc.code, status_code=exc.status_code) from exc
 
 
 # --- deployments ---------------------------------------------------------------------------------
 @transaction.atomic
-def deployment_activate(*, version: AdapterVersion, reason: str, user: AbstractBaseUser | None = None) -> Deployment:
+def deployment_activate(*, version: AdapterVersion, reason: str, user: User | None = None) -> Deployment:
     """Make ``version`` live (idempotent). Refuses what cannot be served, with why."""
     version = (
         AdapterVersion.objects.select_for_update().select_related("base_model", "adapter__namespace").get(pk=version.pk)
@@ -128,21 +137,21 @@ def deployment_activate(*, version: AdapterVersion, reason: str, user: AbstractB
 
 def _load_if_shared(deployment_id: int) -> None:
     """Load into an engine every process shares now; in-process engines load on first use."""
+    from . import placement
+
     deployment = Deployment.objects.select_related("version__base_model").get(pk=deployment_id)
-    engine = engine_get(name=deployment.engine, base=deployment.version.base_model)
+    engine = engine_get(name=deployment.engine, base=deployment.version.base_model, version=deployment.version)
     if not engine.shared:
         return
     try:
-        deployment_ensure_loaded(deployment=deployment)
-    except HubError as exc:  # EngineDown, ServingError, or the files failing their check
-        # It is live in the registry; the next request (or the engine's restart) loads it.
+        placement.deployment_place(deployment=deployment)  # on the least loaded replica
+    except HubError as exc:  # ServingError, or the files failing their check
+        # It is live in the registry; the next request (or the reconciler) loads it.
         log.warning("could not load %s into %s now: %s", deployment.version, engine.name, exc.message)
 
 
 @transaction.atomic
-def deployment_deactivate(
-    *, version: AdapterVersion, reason: str, user: AbstractBaseUser | None = None
-) -> Deployment | None:
+def deployment_deactivate(*, version: AdapterVersion, reason: str, user: User | None = None) -> Deployment | None:
     """Take ``version`` off (idempotent); the engine drops it after commit."""
     deployment = Deployment.objects.select_for_update().filter(version=version).first()
     if deployment is None:
@@ -151,13 +160,19 @@ def deployment_deactivate(
         deployment.live = False
         deployment.reason = reason
         deployment.save(update_fields=["live", "reason", "updated_at"])
+    Placement.objects.filter(deployment=deployment).delete()  # no replica should hold it any more
     transaction.on_commit(lambda: _unload(deployment.pk))
     return deployment
 
 
 def _unload(deployment_id: int) -> None:
+    from . import placement
+
     deployment = Deployment.objects.select_related("version__base_model").get(pk=deployment_id)
-    engine = engine_get(name=deployment.engine, base=deployment.version.base_model)
+    engine = engine_get(name=deployment.engine, base=deployment.version.base_model, version=deployment.version)
+    if engine.shared:  # every replica of the base that answers; the reconciler does the others
+        placement.deployment_unload(deployment=deployment)
+        return
     try:
         with _engine_lock(engine):
             engine.unload(deployment.engine_model)
@@ -168,8 +183,7 @@ def _unload(deployment_id: int) -> None:
 
 def deployment_ensure_loaded(*, deployment: Deployment) -> Engine:
     """Make sure the engine holds ``deployment``'s adapter, evicting the least recently used."""
-    base = deployment.version.base_model
-    engine = engine_get(name=deployment.engine, base=base)
+    engine = engine_get(name=deployment.engine, base=deployment.version.base_model, version=deployment.version)
     name = deployment.engine_model
     loaded = _call(engine.loaded, "engine")
     if name not in loaded:
@@ -216,7 +230,7 @@ def deployments_reload(*, engine: Engine) -> list[str]:
         try:
             engine.load(deployment.engine_model, version_materialize(version=deployment.version))
             done.append(deployment.engine_model)
-        except (EngineError, HubError) as exc:
+        except HubError as exc:  # EngineError included
             log.warning("reload of %s failed: %s", deployment.version, exc.message)
     return done
 
@@ -233,6 +247,12 @@ def deployments_sync(*, engine: Engine) -> list[str]:
 
 
 # --- a request through an engine -------------------------------------------------------------------
+def served_by_fleet(*, served: Served) -> bool:
+    """Whether ``served`` goes to a replica of the fleet (a server engine, vLLM) rather than
+    an in-process engine (peft)."""
+    return engine_for_served(served=served).shared
+
+
 def served_engine(*, served: Served, verify: bool = True) -> Engine:
     """The engine to send ``served`` to, with its adapter loaded.
 

@@ -1,15 +1,24 @@
-"""Keeps a managed engine up: detects a crash (process gone, or /health failing) and
-restarts it with the live adapters reloaded; drops adapters that are no longer live."""
+"""Keeps managed engines up.
+
+``FleetSupervisor`` (what ``serving_engine`` runs): a base model's local replicas, restarted
+when they exit or stay unhealthy, refilled by the reconciler (``serving.placement``).
+``EngineSupervisor``: one engine without replica rows, restarted with the live adapters
+reloaded (kept for code that drives a single engine directly).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from django.db import close_old_connections, connections
 
 from .engines import Engine, EngineError
+
+if TYPE_CHECKING:
+    from .engines.vllm_engine import VLLMEngine
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +89,91 @@ class EngineSupervisor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+
+class FleetSupervisor:
+    """Keeps a base model's local replicas up (``serving_engine --replicas N``) and runs the
+    reconciler over all its replicas, local or registered.
+
+    A managed process that exits leaves the rotation at once and is started again; one that
+    stays unhealthy longer than its startup timeout is killed and started again. It is back
+    in rotation when the reconciler has refilled it (``serving.placement``).
+    """
+
+    def __init__(self, base, engines: dict[int, VLLMEngine], *, interval: float = 2.0) -> None:
+        self.base = base
+        self.engines = engines  # replica id -> its managed engine
+        self.interval = interval
+        self.restarts = dict.fromkeys(engines, 0)
+        self._down_since: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start_all(self) -> dict[int, str]:
+        """Start every replica (in parallel), wait for each, fill them; why each that failed did."""
+        from . import placement
+        from .models import Replica
+
+        for engine in self.engines.values():
+            engine.server.spawn()
+        failed = {}
+        for pk, engine in self.engines.items():
+            try:
+                engine.start()
+            except EngineError as exc:
+                failed[pk] = exc.message
+                placement.replica_mark_down(replica=Replica.objects.get(pk=pk), why=exc.message)
+                self._down_since[pk] = time.monotonic()
+        close_old_connections()
+        placement.replicas_reconcile(base=self.base)
+        return failed
+
+    def check_once(self) -> None:
+        from . import placement
+        from .models import Replica
+
+        for pk, engine in self.engines.items():
+            server = engine.server
+            replica = Replica.objects.get(pk=pk)
+            if server.exited():
+                status = server.process.returncode if server.process is not None else "?"
+                why = f"the process exited with status {status}; restarting it"
+                log.error("replica %s: %s", replica.url, why)
+                placement.replica_mark_down(replica=replica, why=why)
+                server.spawn()
+                self.restarts[pk] += 1
+                self._down_since[pk] = time.monotonic()
+            elif replica.health == Replica.Health.UNHEALTHY:
+                since = self._down_since.setdefault(pk, time.monotonic())
+                if time.monotonic() - since > engine.startup_timeout:
+                    log.error("replica %s stays unhealthy (%s); restarting it", replica.url, replica.last_error)
+                    engine.stop()
+                    server.spawn()
+                    self.restarts[pk] += 1
+                    self._down_since[pk] = time.monotonic()
+            else:
+                self._down_since.pop(pk, None)
+        placement.replicas_reconcile(base=self.base)
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                close_old_connections()
+                self.check_once()
+            except EngineError as exc:
+                log.error("fleet supervision: %s", exc.message)
+            except Exception:
+                log.exception("fleet supervision failed; trying again")
+        connections.close_all()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="fleet-supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, engines: bool = False) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        if engines:
+            for engine in self.engines.values():
+                engine.stop()

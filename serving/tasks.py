@@ -1,4 +1,4 @@
-"""Serving tasks: the hub's ``version.accepted``/``version.deprecated`` events (by id)."""
+"""Serving tasks: the hub's ``version.accepted``/``.deprecated``/``.withdrawn`` events (by id)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def version_accepted(version_id: int) -> None:
     if version is None:
         log.warning("version %s is gone; nothing to serve", version_id)
         return
+    if Deployment.objects.filter(version=version, reason=Deployment.Reason.UNDEPLOYED).exists():
+        return  # a replayed event does not undo its owner's undeploy
     try:
         services.deployment_activate(version=version, reason=Deployment.Reason.ACCEPTED)
     except ServingError as exc:  # a fact about the version, not a transient failure: no retry
@@ -35,3 +37,29 @@ def version_deprecated(version_id: int) -> None:
     version = AdapterVersion.objects.filter(pk=version_id).first()
     if version is not None:
         services.deployment_deactivate(version=version, reason=Deployment.Reason.DEPRECATED)
+
+
+@shared_task(name="serving.version_withdrawn", acks_late=True, ignore_result=True)
+def version_withdrawn(version_id: int) -> None:
+    """A re-evaluation rejected a version that was accepted: it stops being served. Accepted
+    again later, it comes back (``version_accepted``), unless its owner undeployed it."""
+    from . import services
+
+    version = AdapterVersion.objects.filter(pk=version_id).exclude(status=AdapterVersion.Status.ACCEPTED).first()
+    if version is not None:
+        services.deployment_deactivate(version=version, reason=Deployment.Reason.WITHDRAWN)
+
+
+@shared_task(
+    name="serving.replicas_reconcile",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=300,
+    time_limit=360,
+)
+def replicas_reconcile() -> None:
+    """Periodic (``CELERY_BEAT_SCHEDULE``): check every replica, refill it, re-place what dead
+    ones held. Idempotent, and a replica leased by another reconciler is skipped."""
+    from . import placement
+
+    placement.replicas_reconcile()

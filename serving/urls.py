@@ -20,4 +20,5 @@ urlpatterns = [
     re_path(rf"{VERSION}/undeploy/$", apis.UndeployApi.as_view(), name="version-undeploy"),
     re_path(rf"{VERSION}/deployment/$", apis.DeploymentApi.as_view(), name="version-deployment"),
     path("api/v1/serving/usage/", apis.UsageListApi.as_view(), name="usage-list"),
+    path("api/v1/serving/replicas/", apis.ReplicaListApi.as_view(), name="replica-list"),
 ]

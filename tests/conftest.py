@@ -1,4 +1,6 @@
-"""Shared fixtures: users with tokens, a tiny registered base model, real peft adapters."""
+"""Shared fixtures: users with tokens, a tiny registered base model, real peft adapters, and a
+tiny chat model (real tokenizer with a chat template, random weights) on which the whole
+evaluation pipeline (lm-eval, peft, retrieval, Celery) runs in seconds."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from tests.factories import UserFactory
+from evaluator.suites_registry import SHIPPED_DIR
+from tests.factories import CHATML, TINY, MemberFactory, client_for, register_base, save_adapter
+
+pytest_plugins = ["tests.redis_server"]  # own_redis, own_broker: a Redis to stop as a fault
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -81,18 +86,6 @@ def smollm2(db, installed):
 
 
 # --- tiny base model ------------------------------------------------------------------------
-TINY = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    vocab_size=128,
-    max_position_embeddings=128,
-    tie_word_embeddings=True,
-)
-
-
 @pytest.fixture(scope="session")
 def tiny_base_dir(tmp_path_factory) -> Path:
     """A random Llama with SmolLM2's layout at toy size, saved as an HF folder."""
@@ -105,25 +98,6 @@ def tiny_base_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def register_base(folder: Path, name: str, alias: str, revision: str):
-    """Register an HF folder as base model ``name`` (also known as ``alias``)."""
-    from hub.basemodels import InstalledModel, spec_from_folder
-    from hub.services import base_model_register
-
-    installed = InstalledModel(
-        name=name,
-        path=folder,
-        revision=revision,
-        architecture="LlamaForCausalLM",
-        display_name=name,
-        aliases=(alias,),
-        license="apache-2.0",
-        spec=spec_from_folder(folder, name=name, aliases=(alias,)),
-        config=json.loads((folder / "config.json").read_text()),
-    )
-    return base_model_register(installed=installed)
-
-
 @pytest.fixture
 def tiny_base(db, tiny_base_dir):
     """The tiny model registered as base model `tiny-llama` (alias `test-org/tiny-llama`)."""
@@ -131,30 +105,11 @@ def tiny_base(db, tiny_base_dir):
 
 
 # --- adapters built with peft on the tiny base ------------------------------------------------
-def _save_adapter(base_dir: Path, out: Path, peft_config, seed: int = 0) -> Path:
-    import torch
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), peft_config)
-    # peft initialises LoRA B to zero; make the adapter actually change outputs.
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.02)
-    model.save_pretrained(out)
-    config = json.loads((out / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = "test-org/tiny-llama"
-    (out / "adapter_config.json").write_text(json.dumps(config, indent=2))
-    return out
-
-
 @pytest.fixture(scope="session")
 def lora_dir(tiny_base_dir, tmp_path_factory) -> Path:
     from peft import LoraConfig
 
-    return _save_adapter(
+    return save_adapter(
         tiny_base_dir,
         tmp_path_factory.mktemp("lora"),
         LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
@@ -165,7 +120,7 @@ def lora_dir(tiny_base_dir, tmp_path_factory) -> Path:
 def lora_dir_2(tiny_base_dir, tmp_path_factory) -> Path:
     from peft import LoraConfig
 
-    return _save_adapter(
+    return save_adapter(
         tiny_base_dir,
         tmp_path_factory.mktemp("lora2"),
         LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"),
@@ -177,7 +132,7 @@ def lora_dir_2(tiny_base_dir, tmp_path_factory) -> Path:
 def prompt_tuning_dir(tiny_base_dir, tmp_path_factory) -> Path:
     from peft import PromptTuningConfig
 
-    return _save_adapter(
+    return save_adapter(
         tiny_base_dir,
         tmp_path_factory.mktemp("prompt"),
         PromptTuningConfig(num_virtual_tokens=5, task_type="CAUSAL_LM"),
@@ -188,7 +143,7 @@ def prompt_tuning_dir(tiny_base_dir, tmp_path_factory) -> Path:
 def prefix_tuning_dir(tiny_base_dir, tmp_path_factory) -> Path:
     from peft import PrefixTuningConfig
 
-    return _save_adapter(
+    return save_adapter(
         tiny_base_dir,
         tmp_path_factory.mktemp("prefix"),
         PrefixTuningConfig(num_virtual_tokens=6, task_type="CAUSAL_LM"),
@@ -199,7 +154,7 @@ def prefix_tuning_dir(tiny_base_dir, tmp_path_factory) -> Path:
 def p_tuning_dir(tiny_base_dir, tmp_path_factory) -> Path:
     from peft import PromptEncoderConfig
 
-    return _save_adapter(
+    return save_adapter(
         tiny_base_dir,
         tmp_path_factory.mktemp("ptuning"),
         PromptEncoderConfig(num_virtual_tokens=4, encoder_hidden_size=32, task_type="CAUSAL_LM"),
@@ -210,29 +165,12 @@ def p_tuning_dir(tiny_base_dir, tmp_path_factory) -> Path:
 @pytest.fixture
 def alice(db):
     """A user with her own namespace `alice` and a token."""
-    from hub import services
-
-    user = UserFactory(username="alice")
-    services.namespace_create(name="alice", owner=user)
-    _, user.token = services.api_token_create(user=user, name="test")
-    return user
+    return MemberFactory(username="alice")
 
 
 @pytest.fixture
 def bob(db):
-    from hub import services
-
-    user = UserFactory(username="bob")
-    services.namespace_create(name="bob", owner=user)
-    _, user.token = services.api_token_create(user=user, name="test")
-    return user
-
-
-def client_for(user=None) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {user.token}")
-    return client
+    return MemberFactory(username="bob")
 
 
 @pytest.fixture
@@ -248,3 +186,131 @@ def alice_client(alice) -> APIClient:
 @pytest.fixture
 def bob_client(bob) -> APIClient:
     return client_for(bob)
+
+
+# --- the tiny chat model: the whole evaluation pipeline in seconds (evaluator, web, recipes) ---
+def _training_text() -> list[str]:
+    lines = []
+    for suite in SHIPPED_DIR.iterdir():
+        for name in ("test.jsonl", "corpus.jsonl"):
+            path = suite / name
+            if path.is_file():
+                lines += path.read_text().splitlines()
+    return lines
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_dir(tmp_path_factory) -> Path:
+    """A 2-layer Llama with a 600-token BPE tokenizer trained on the suites' own text."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-chat")
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(
+        _training_text(),
+        trainers.BpeTrainer(
+            vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|im_end|>", bos_token="<|im_start|>", pad_token="<|endoftext|>"
+    )
+    tokenizer.chat_template = CHATML
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_chat_base(db, tiny_chat_dir):
+    return register_base(tiny_chat_dir, "tiny-chat", "test-org/tiny-chat", "1" * 64)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_lora_dir(tiny_chat_dir, tmp_path_factory) -> Path:
+    from peft import LoraConfig
+
+    return save_adapter(
+        tiny_chat_dir,
+        tmp_path_factory.mktemp("tiny-chat-lora"),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+        base_name="test-org/tiny-chat",
+    )
+
+
+def _random_lora(base_dir: Path, out: Path, seed: int) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"),
+    )
+    with torch.no_grad():  # B starts at zero: make each adapter change the outputs, differently
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.copy_(torch.randn_like(param) * 0.5)
+    model.save_pretrained(out)
+    config = json.loads((out / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "test-org/tiny-chat"
+    (out / "adapter_config.json").write_text(json.dumps(config))
+    return out
+
+
+@pytest.fixture(scope="session")
+def three_loras(tiny_chat_dir, tmp_path_factory) -> list[Path]:
+    """Three LoRAs on the tiny chat model whose answers differ, so a mix-up would show."""
+    return [_random_lora(tiny_chat_dir, tmp_path_factory.mktemp(f"lora{i}"), seed=10 + i) for i in range(3)]
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_prompt_dir(tiny_chat_dir, tmp_path_factory) -> Path:
+    from peft import PromptTuningConfig
+
+    return save_adapter(
+        tiny_chat_dir,
+        tmp_path_factory.mktemp("tiny-chat-prompt"),
+        PromptTuningConfig(num_virtual_tokens=4, task_type="CAUSAL_LM"),
+        base_name="test-org/tiny-chat",
+    )
+
+
+@pytest.fixture
+def shipped_suites(db):
+    """The project's two suites, registered (general first)."""
+    from django.core.management import call_command
+
+    call_command("evaluator_install_suites", verbosity=0)
+    from evaluator.models import Suite
+
+    return {s.slug: s for s in Suite.objects.all()}
+
+
+@pytest.fixture
+def eval_settings(settings, tmp_path):
+    """Three questions per task: the pipeline runs for real, in seconds."""
+    settings.PEFTHUB_EVAL_LIMIT = 3
+    settings.PEFTHUB_EVAL_BATCH_SIZE = 4
+    settings.PEFTHUB_DATA_DIR = tmp_path / "data"
+    return settings

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
+import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 
@@ -71,3 +73,16 @@ def zip_bytes(entries: dict[str, bytes]) -> bytes:
         for name, content in entries.items():
             archive.writestr(name, content)
     return buffer.getvalue()
+
+
+def wait_for_workers(predicate, timeout: float, what: str, logs: Path):
+    """Poll ``predicate`` until it is truthy (and return it); on timeout, fail with the tails
+    of the ``*.log`` files in ``logs`` (the Celery workers' output)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.5)
+    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("*.log")))
+    pytest.fail(f"timed out waiting for {what}\n{tails}")

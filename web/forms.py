@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import django_filters
 from django import forms
+from django.db.models import F, QuerySet
 
 from evaluator.models import EvaluationJob
-from hub.models import AdapterVersion
+from hub.filters import CatalogFilterSet, ordered
+from hub.models import Adapter
 
 from .selectors import CATALOG_SORTS
 
@@ -16,21 +19,18 @@ LEADERBOARD_X_AXES = {
 }
 
 
-class CatalogForm(forms.Form):
-    q = forms.CharField(required=False, max_length=200, label="Search")
-    base_model = forms.CharField(required=False, max_length=300, label="Base model")
-    method = forms.ChoiceField(required=False, choices=[("", "Any method"), *AdapterVersion.Method.choices])
-    task = forms.CharField(required=False, max_length=64)
-    license = forms.CharField(required=False, max_length=100)
-    status = forms.ChoiceField(
-        required=False,
-        choices=[("", "Any status"), ("accepted", "Accepted"), ("rejected", "Rejected"), ("pending", "Pending")],
-    )
-    namespace = forms.CharField(required=False, max_length=96)
-    sort = forms.ChoiceField(required=False, choices=list(CATALOG_SORTS.items()))
+class CatalogPageFilters(CatalogFilterSet):
+    """The catalog page's filters: the API's, with ``sort`` (which adds the best score) for ``ordering``."""
 
-    def clean_sort(self) -> str:
-        return self.cleaned_data.get("sort") or "-updated"
+    ordering = None
+    sort = django_filters.ChoiceFilter(
+        method="sort_by", choices=list(CATALOG_SORTS.items()), label="Sort by", empty_label=None
+    )
+
+    def sort_by(self, queryset: QuerySet[Adapter], name: str, value: str) -> QuerySet[Adapter]:
+        if value == "-score":  # the score is web.selectors.catalog's annotation
+            return queryset.order_by(F("score").desc(nulls_last=True), "-updated_at", "-pk")
+        return ordered(queryset, value)
 
 
 class LeaderboardForm(forms.Form):

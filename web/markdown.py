@@ -7,10 +7,10 @@ that a page never loads anything from another host.
 
 from __future__ import annotations
 
-import re
-
 import markdown as md
 import nh3
+
+from hub.cards import split_front_matter
 
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "dl", "dt", "em",
@@ -18,12 +18,11 @@ ALLOWED_TAGS = {
     "sub", "summary", "sup", "table", "tbody", "td", "th", "thead", "tr", "ul",
 }  # fmt: skip
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}, "th": {"align"}, "td": {"align"}}
-_FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
 
 
 def render_card(text: str) -> str:
     """Safe HTML for a README (YAML front matter, which the hub reads as card fields, removed)."""
-    body = _FRONT_MATTER.sub("", text or "", count=1)
+    _, body = split_front_matter(text or "")
     html = md.markdown(body, extensions=["fenced_code", "tables", "sane_lists"], output_format="html")
     return nh3.clean(
         html,

@@ -17,9 +17,9 @@ from django.db.models.functions import Cast
 from evaluator import selectors as eval_selectors
 from evaluator.models import ArmRun, EvaluationJob, Suite
 from evaluator.policy import primary_metric
-from hub import blobstore
 from hub import selectors as hub_selectors
 from hub.models import Adapter, AdapterVersion, ApiToken, BaseModel, Membership, Namespace, TaskTag
+from hub.storage import blobstore
 
 ARMS = ("base", "base_rag", "adapter", "adapter_rag")
 ARM_LABELS = dict(ArmRun.Arm.choices)
@@ -28,6 +28,7 @@ ARM_LABELS = dict(ArmRun.Arm.choices)
 CATALOG_SORTS = {
     "-updated": "Recently updated",
     "-score": "Best score",
+    "-downloads": "Most downloaded",
     "-size": "Largest",
     "size": "Smallest",
     "name": "Name",
@@ -46,25 +47,36 @@ def _best_score() -> Subquery:
     return Subquery(scores, output_field=FloatField())
 
 
-def catalog(*, user, filters: hub_selectors.CatalogFilters, sort: str) -> QuerySet[Adapter]:
-    """The catalog with each row's best score; ``sort`` is a key of :data:`CATALOG_SORTS`."""
-    qs = hub_selectors.adapter_list(user=user, filters=filters).annotate(score=_best_score())
-    if sort == "-score":
-        qs = qs.order_by(F("score").desc(nulls_last=True), "-updated_at", "-pk")
-    elif sort != filters.ordering:
-        raise ValueError(sort)
-    return qs
+def catalog(*, user) -> QuerySet[Adapter]:
+    """The visible catalog with each row's best score, newest first.
+
+    Filter and sort it with :class:`web.forms.CatalogPageFilters` (the sort keys are
+    :data:`CATALOG_SORTS`).
+    """
+    return hub_selectors.adapter_list(user=user).annotate(score=_best_score())
 
 
-def catalog_facets() -> dict[str, Any]:
-    """The filter choices: base models, methods, task tags and licenses (three queries)."""
+def base_model_names() -> list[str]:
+    """Every base model's name, for the base filters of the catalog, leaderboard and playground."""
+    return list(BaseModel.objects.order_by("name").values_list("name", flat=True))
+
+
+def catalog_facets(*, user) -> dict[str, Any]:
+    """The filter choices: base models, methods, and the task tags and licenses of the
+    versions of adapters ``user`` may see (a private adapter's values stay private), in
+    three queries."""
+    visible = hub_selectors.visible_adapters(user=user).values("pk")
+    versions = AdapterVersion.objects.filter(adapter_id__in=visible)
     return {
-        "base_models": list(BaseModel.objects.order_by("name").values_list("name", flat=True)),
+        "base_models": base_model_names(),
         "methods": AdapterVersion.Method.choices,
-        "tasks": list(TaskTag.objects.order_by("name").values_list("name", flat=True)),
-        "licenses": list(
-            AdapterVersion.objects.exclude(license="").order_by("license").values_list("license", flat=True).distinct()
+        "tasks": list(
+            TaskTag.objects.filter(versions__in=versions.values("pk"))
+            .order_by("name")
+            .values_list("name", flat=True)
+            .distinct()
         ),
+        "licenses": list(versions.exclude(license="").order_by("license").values_list("license", flat=True).distinct()),
         "statuses": AdapterVersion.Status.choices,
     }
 
@@ -151,6 +163,7 @@ def adapter_page(*, user, namespace: str, name: str, ref: str | None) -> Adapter
             "status",
             "method",
             "size_bytes",
+            "commit_title",
             "created_at",
             "deprecated_at",
             "base_model__name",
@@ -304,11 +317,17 @@ def writable_namespaces(*, user) -> QuerySet[Namespace]:
 
 
 # --- the playground ------------------------------------------------------------------------
-def playground_models(*, user) -> tuple[list[dict], list[dict]]:
-    """Base models and the live adapter versions ``user`` may call: what ``GET /v1/models`` lists."""
+def playground_models(*, user, base: str = "") -> tuple[list[dict], list[dict]]:
+    """Base models and the live adapter versions ``user`` may call: what ``GET /v1/models`` lists.
+
+    ``base`` (a base model's name or alias) keeps that base and the adapters on it; one
+    that names no base model keeps nothing."""
     from serving.selectors import served_models
 
     rows = served_models(user=user)
+    if base:
+        found = hub_selectors.base_model_find(base)
+        rows = [r for r in rows if found is not None and found.name in (r["id"], r["parent"])]
     return [r for r in rows if r["parent"] is None], [r for r in rows if r["parent"] is not None]
 
 

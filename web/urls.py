@@ -15,6 +15,7 @@ urlpatterns = [
     re_path(rf"^{ADAPTER}/v/{REF}/$", catalog.adapter_detail, name="adapter-version"),
     re_path(rf"^{ADAPTER}/v/{REF}/evaluations/(?P<job_id>[0-9]+)/samples/$", catalog.samples, name="samples"),
     path("leaderboard/", catalog.leaderboard, name="leaderboard"),
+    re_path(rf"^suites/(?P<slug>{NAME})/decision/$", catalog.decision, name="decision"),
     path("evaluations/", evaluations.queue, name="queue"),
     path("evaluations/<int:job_id>/progress/", evaluations.job_progress, name="job-progress"),
     path("evaluations/<int:job_id>/cancel/", evaluations.job_cancel, name="job-cancel"),

@@ -5,18 +5,9 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class Passage:
-    id: str
-    title: str
-    text: str
-
-    def render(self) -> str:
-        return f"{self.title}: {self.text}" if self.title else self.text
+from .passages import Passage
 
 
 def load_corpus(path: Path) -> list[Passage]:

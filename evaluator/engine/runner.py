@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import get_backend
+from .device import placement
 
 Report = Callable[[str, int, int], None]  # (current task, requests done, requests total)
 
@@ -40,7 +41,7 @@ class ArmSpec:
 
 @dataclass
 class ArmOutcome:
-    metrics: dict[str, dict[str, float]]
+    metrics: dict[str, dict[str, float | None]]  # None: the harness reported NaN
     results: dict[str, Any]
     samples_jsonl: bytes
     repro: dict[str, Any]
@@ -48,11 +49,16 @@ class ArmOutcome:
     requests: int
     tokens: int
     retrieved: dict[str, list[str]] = field(default_factory=dict)
+    # What a request costs: the prompt of each question as the model saw it (retrieved
+    # passages included), counted once per question, and the seconds spent in the model.
+    questions: int = 0
+    prompt_tokens: int = 0
+    model_seconds: float = 0.0
 
 
-def _clean_metrics(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+def _clean_metrics(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """``{"acc,none": .5, "acc_stderr,none": .1}`` -> ``{"acc": .5, "acc_stderr": .1}``."""
-    clean: dict[str, dict[str, float]] = {}
+    clean: dict[str, dict[str, float | None]] = {}
     for task, values in results.items():
         row = {}
         for key, value in values.items():
@@ -94,11 +100,7 @@ def run_arm(spec: ArmSpec, report: Report, *, lm: Any = None) -> ArmOutcome:
 
     ``lm`` is a ready model for the spec's base and adapter (a shared pass's view);
     without it the spec's backend makes one."""
-    import lm_eval
     from lm_eval.tasks import TaskManager
-
-    from .retrievers import make_retriever
-    from .wrappers import ProgressLM, RagLM
 
     started = time.monotonic()
     backend = get_backend(spec.backend)
@@ -111,14 +113,29 @@ def run_arm(spec: ArmSpec, report: Report, *, lm: Any = None) -> ArmOutcome:
     total = _request_total(task_dict, spec.limit)
 
     shared = lm is not None
-    if lm is None:
-        lm = backend.make_lm(base_path=spec.base_path, adapter_path=spec.adapter_path, batch_size=spec.batch_size)
+    try:
+        if lm is None:
+            lm = backend.make_lm(base_path=spec.base_path, adapter_path=spec.adapter_path, batch_size=spec.batch_size)
+        return _evaluate(spec, backend, lm, manager, task_dict, total, report, started, shared=shared)
+    finally:
+        backend.release()  # the engine backend unloads the adapter it loaded
+
+
+def _evaluate(
+    spec: ArmSpec, backend, lm, manager, task_dict: dict, total: int, report: Report, started: float, *, shared: bool
+) -> ArmOutcome:
+    import lm_eval
+
+    from .retrievers import make_retriever
+    from .wrappers import ProgressLM, RagLM
+
     tokenizer = getattr(lm, "tokenizer", None)
     rag = None
     if spec.rag is not None:
         rag = RagLM(lm, make_retriever(spec.rag.retriever, spec.rag.corpus), spec.rag.top_k)
         lm = rag
     tokens = 0
+    prompts: dict[tuple[str, int], int] = {}  # (task, doc) -> prompt tokens
 
     def on_chunk(done: int, _: int, requests) -> None:
         nonlocal tokens
@@ -126,6 +143,11 @@ def run_arm(spec: ArmSpec, report: Report, *, lm: Any = None) -> ArmOutcome:
             tokens += sum(
                 len(tokenizer(" ".join(str(a) for a in r.args[:2] if isinstance(a, str))).input_ids) for r in requests
             )
+            # After the model ran: a RAG arm's context holds its passages by now (in place).
+            for r in requests:
+                key = (r.task_name, r.doc_id)
+                if key not in prompts and r.args and isinstance(r.args[0], str):
+                    prompts[key] = len(tokenizer(r.args[0]).input_ids)
         report(requests[0].task_name if requests else "", min(done, total), total)
 
     wrapped = ProgressLM(lm, on_chunk, total)
@@ -135,7 +157,7 @@ def run_arm(spec: ArmSpec, report: Report, *, lm: Any = None) -> ArmOutcome:
         tasks=list(task_dict.values()),
         task_manager=manager,
         batch_size=spec.batch_size,
-        device="cpu",
+        device=placement().device,
         limit=spec.limit,
         log_samples=True,
         system_instruction=spec.system_instruction,
@@ -174,4 +196,7 @@ def run_arm(spec: ArmSpec, report: Report, *, lm: Any = None) -> ArmOutcome:
         requests=total,
         tokens=tokens,
         retrieved={f"{t}:{d}": ids for (t, d), ids in (rag.retrieved.items() if rag else [])},
+        questions=len(prompts),
+        prompt_tokens=sum(prompts.values()),
+        model_seconds=wrapped.seconds,
     )

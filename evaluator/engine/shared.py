@@ -22,6 +22,7 @@ from typing import Any
 
 from lm_eval.api.model import LM
 
+from .device import placement
 from .wrappers import DelegatingLM
 
 
@@ -42,7 +43,8 @@ class SharedAdapters:
             kind = json.loads((Path(path) / "adapter_config.json").read_text()).get("peft_type")
             if kind != "LORA":
                 raise ValueError(f"{path} is a {kind} adapter: a shared pass mixes LoRA adapters only")
-        self.hflm = HFLM(pretrained=str(base_path), batch_size=batch_size, device="cpu", dtype="float32")
+        where = placement()
+        self.hflm = HFLM(pretrained=str(base_path), batch_size=batch_size, device=where.device, dtype=where.dtype)
         self.names = [f"a{i}" for i in range(len(adapter_paths))]
         model = PeftModel.from_pretrained(self.hflm.model, str(adapter_paths[0]), adapter_name=self.names[0])
         for name, path in zip(self.names[1:], adapter_paths[1:], strict=True):
@@ -117,13 +119,13 @@ class SharedAdapters:
             keep = max(width - len(inp) + len(encoded[r][1]) for (_, r), inp in zip(batch, inputs, strict=True))
             with torch.no_grad():
                 logits = self.model(
-                    input_ids=ids, adapter_names=[names[a] for a, _ in batch], logits_to_keep=keep
+                    input_ids=ids.to(lm.device), adapter_names=[names[a] for a, _ in batch], logits_to_keep=keep
                 ).logits
             offset = width - keep
             for n, ((a, r), inp) in enumerate(zip(batch, inputs, strict=True)):
                 cont = encoded[r][1]
                 start = len(inp) - len(cont) - offset
-                scored = F.log_softmax(logits[n, start : start + len(cont)].float(), dim=-1)
+                scored = F.log_softmax(logits[n, start : start + len(cont)].float().cpu(), dim=-1)
                 target = torch.tensor(cont, dtype=torch.long)
                 greedy = bool((scored.argmax(dim=-1) == target).all())
                 out[a][r] = (float(scored.gather(1, target[:, None]).sum()), greedy)
@@ -151,8 +153,8 @@ class SharedAdapters:
                 )
                 # lm-eval's own generate call (greedy unless the task asks otherwise), one adapter per row.
                 generated = lm._model_generate(
-                    context=ids,
-                    attention_mask=mask,
+                    context=ids.to(lm.device),
+                    attention_mask=mask.to(lm.device),
                     stop=until,
                     max_length=ids.shape[1] + max_gen_toks,
                     adapter_names=[names[a] for a, _ in batch],

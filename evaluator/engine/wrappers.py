@@ -6,13 +6,13 @@ any backend in the registry gets a RAG arm and live progress for free.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from lm_eval.api.model import LM
 
+from .passages import question_with_passages
 from .retrievers import Retriever
-
-RAG_TEMPLATE = "Use these documents to answer.\n\n{passages}\n\nQuestion: {question}"
 
 
 class DelegatingLM(LM):
@@ -51,7 +51,11 @@ class DelegatingLM(LM):
 
     @property
     def device(self):
-        return getattr(self.inner, "device", "cpu")
+        if hasattr(self.inner, "device"):
+            return self.inner.device
+        from .device import placement
+
+        return placement().device
 
     def __getattr__(self, name: str):
         # Backend-specific attributes lm-eval may read (tokenizer, max_length, ...).
@@ -84,7 +88,7 @@ class RagLM(DelegatingLM):
         question = question_of(request.doc)
         passages = self.retriever.search(question, self.k)
         self.retrieved[(request.task_name, request.doc_id)] = [p.id for p in passages]
-        block = RAG_TEMPLATE.format(passages="\n".join(f"- {p.render()}" for p in passages), question=question)
+        block = question_with_passages(question, passages)
         context, *rest = request.args
         at = context.rfind(question)
         context = context[:at] + block + context[at + len(question) :] if at >= 0 else f"{block}\n\n{context}"
@@ -121,7 +125,7 @@ class ProgressLM(DelegatingLM):
     """Feeds requests to the backend in chunks and reports after each one.
 
     ``report(done, total, chunk)`` may raise :class:`Cancelled` to stop the run between
-    chunks.
+    chunks. ``seconds`` adds up the time spent in the model (and retrieval) alone.
     """
 
     def __init__(self, inner: LM, report: Callable[[int, int, list], None], total: int, chunk: int = 64) -> None:
@@ -130,12 +134,15 @@ class ProgressLM(DelegatingLM):
         self.total = total
         self.done = 0
         self.chunk = chunk
+        self.seconds = 0.0
 
     def _chunked(self, method: str, requests):
         results = []
         for start in range(0, len(requests), self.chunk):
             chunk = requests[start : start + self.chunk]
+            started = time.perf_counter()
             results.extend(getattr(self.inner, method)(chunk))
+            self.seconds += time.perf_counter() - started
             self.done += len(chunk)
             self.report(self.done, self.total, chunk)
         return results

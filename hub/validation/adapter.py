@@ -35,6 +35,7 @@ class ValidatedAdapter:
     tensor_count: int
     dtypes: list[str]  # sorted distinct safetensors dtypes
     flags: list[str]  # notes about non-fatal things
+    warnings: list[str]  # accepted, but a user should know before using it (an untrained LoRA)
 
 
 def validate_adapter(
@@ -67,9 +68,10 @@ def validate_adapter(
         report = check_tuner_tensors(parsed.peft_type, cfg, tensors, base, filename=WEIGHTS_NAME)
         target_modules = report.target_modules
         flags += report.flags
-    check_finite(weights, header_len, tensors, filename=WEIGHTS_NAME)
+    zeros = check_finite(weights, header_len, tensors, filename=WEIGHTS_NAME)
 
     is_lora = parsed.peft_type == "LORA"
+    warnings = _untrained_lora_warnings(cfg, tensors, zeros) if is_lora else []
     return ValidatedAdapter(
         peft_type=parsed.peft_type,
         config=parsed.config,
@@ -81,7 +83,27 @@ def validate_adapter(
         tensor_count=len(tensors),
         dtypes=sorted({info.dtype for info in tensors.values()}),
         flags=flags,
+        warnings=warnings,
     )
+
+
+def _untrained_lora_warnings(cfg: Any, tensors: dict[str, Any], zeros: frozenset[str]) -> list[str]:
+    # peft starts B at zero, so an adapter saved before any training step has B = 0 and
+    # changes nothing: the delta B @ A is zero, and so is a lora_B.bias left at its start.
+    # DoRA is left out: its trained magnitude vector changes the output even with B = 0.
+    if getattr(cfg, "use_dora", False):
+        return []
+    deltas = [name for name in tensors if name.endswith(_DELTA_SUFFIXES)]
+    if not deltas or any(name not in zeros for name in deltas):
+        return []
+    return [
+        f"{WEIGHTS_NAME}: every LoRA B weight is zero ({len(deltas)} tensors), so this adapter "
+        "changes nothing: it looks untrained (saved before the first optimizer step, or "
+        "training never updated it); its outputs will be the base model's"
+    ]
+
+
+_DELTA_SUFFIXES = ("lora_B.weight", "lora_B.bias", "lora_embedding_B")
 
 
 def _base_name_flags(cfg: Any, base: BaseModelSpec) -> list[str]:

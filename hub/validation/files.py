@@ -5,12 +5,13 @@ Checked first and cheaply, before any file is parsed: names, kinds and sizes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from hub.exceptions import UploadRejected
+from hub.exceptions import UploadRejected, UploadTooLarge
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -22,6 +23,26 @@ PICKLE_EXTENSIONS = frozenset({".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle"
 SIDE_FILE_EXTENSIONS = frozenset({".json", ".md", ".txt", ".jinja", ".model"})
 
 _MAX_NAME_LENGTH = 255
+# Files no evaluation reads: the card and notes about the training. A commit changing only
+# these makes a version whose answers are those of its parent (see :func:`answers_hash`).
+ANSWER_NEUTRAL_NAMES = frozenset({"training_metadata.json", ".gitattributes"})
+ANSWER_NEUTRAL_EXTENSIONS = frozenset({".md"})
+
+
+def answers_hash(hashes: Mapping[str, str]) -> str:
+    """sha256 over the files (``path -> sha256``) that can change what the adapter answers.
+
+    Everything but :data:`ANSWER_NEUTRAL_NAMES` and Markdown, rather than only the config and
+    weights: a file left in by mistake (a tokenizer, a chat template) costs a re-run, where
+    leaving out one that matters would reuse wrong scores.
+    """
+    kept = sorted(
+        (path, sha)
+        for path, sha in hashes.items()
+        if os.path.basename(path) not in ANSWER_NEUTRAL_NAMES
+        and os.path.splitext(path)[1].lower() not in ANSWER_NEUTRAL_EXTENSIONS
+    )
+    return hashlib.sha256("".join(f"{path}\0{sha}\n" for path, sha in kept).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -68,19 +89,19 @@ def check_upload_files(files: Mapping[str, BinaryIO], sizes: Mapping[str, int], 
                 file=name,
             )
         if measured[name] > limits.max_file_bytes:
-            raise UploadRejected(
+            raise UploadTooLarge(
                 f"{name} is {human_bytes(measured[name])}; the limit per file is {human_bytes(limits.max_file_bytes)}",
                 file=name,
             )
     total = sum(measured.values())
     if total > limits.max_upload_bytes:
-        raise UploadRejected(
+        raise UploadTooLarge(
             f"the upload is {human_bytes(total)} in all; "
             f"the limit is {human_bytes(limits.max_upload_bytes)}: "
             "leave out files the adapter does not need"
         )
     if measured[CONFIG_NAME] > limits.max_config_bytes:
-        raise UploadRejected(
+        raise UploadTooLarge(
             f"{CONFIG_NAME} is {human_bytes(measured[CONFIG_NAME])}; the limit is "
             f"{human_bytes(limits.max_config_bytes)} (peft writes a few KiB)",
             file=CONFIG_NAME,
@@ -114,6 +135,11 @@ def check_filename(name: str) -> None:
             file=name,
             field="files",
         )
+
+
+def check_kind(name: str) -> None:
+    """Refuse pickles, stray safetensors and unknown file types by their name."""
+    _check_kind(name)
 
 
 def _check_kind(name: str) -> None:

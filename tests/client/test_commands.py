@@ -92,7 +92,7 @@ def test_cli_alias_set_list_delete(client, lora_dir, lora_dir_2, cli_env):
     assert [a["name"] for a in client.list_aliases("alice/bot")] == ["latest"]
 
 
-def test_status_shows_the_verdict_and_says_evaluation_is_not_reported(client, lora_dir, cli_env):
+def test_status_shows_the_verdict_before_any_evaluation_job(client, lora_dir, cli_env):
     from hub.models import AdapterVersion
 
     client.push(lora_dir, "alice/bot")
@@ -108,33 +108,19 @@ def test_status_shows_the_verdict_and_says_evaluation_is_not_reported(client, lo
     assert pending.returncode == 0, pending.stderr
     lines = pending.stdout.splitlines()
     assert lines[0] == "alice/bot v1: pending"
-    assert lines[1].startswith("evaluation: not started; this hub does not report evaluation progress yet")
+    assert lines[1].startswith("evaluation: no job yet; the status changes once the evaluation service")
     assert lines[-1] == f"url: {client.endpoint}/api/v1/adapters/alice/bot/versions/1/"
     assert rejected.stdout.splitlines()[:2] == [
         "alice/bot v1: rejected",
         "  - worse than the RAG baseline on qa",
     ]
     assert json.loads(as_json.stdout)["status"] == "rejected"
-    assert (status.status, status.reasons, status.evaluation) == (
+    assert (status.status, status.reasons, status.jobs, status.outcome) == (
         "rejected",
         ["worse than the RAG baseline on qa"],
-        None,
+        [],
+        "rejected",
     )
-
-
-def test_status_shows_evaluation_progress_once_the_hub_reports_it():
-    # The hub has no evaluation report yet; this is the shape `status` will print when
-    # the version detail carries one.
-    status = pefthub.EvaluationStatus(
-        repo="alice/bot",
-        version=3,
-        status="pending",
-        reasons=[],
-        evaluation={"state": "running", "progress": 0.5, "current": "adapter+RAG"},
-        url="http://hub/api/v1/adapters/alice/bot/versions/3/",
-        deprecated=False,
-    )
-    assert status.describe().splitlines()[1:3] == ["evaluation: running (50%)", "  current: adapter+RAG"]
 
 
 def test_login_saves_the_token_and_whoami_uses_it(alice, cli_env, tmp_path):

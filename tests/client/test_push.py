@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import pefthub
-from pefthub.client import WEIGHTS_NAME, select_files
+from pefthub.files import WEIGHTS_NAME, select_files
 from pefthub.multipart import MultipartBody, Part
 from tests.client.conftest import REPO_ROOT, copy_adapter, run_cli, versions_of
 from tests.client.training import train_and_save

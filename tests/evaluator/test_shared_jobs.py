@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from evaluator import runjob, services
+from evaluator import lifecycle, runjob, services
 from evaluator.engine.runner import ArmSpec, RagSpec, run_arm
 from evaluator.models import ArmRun, EvaluationJob
-from hub.blobstore import blob_open
+from evaluator.suites_registry import tasks_folder
 from hub.models import AdapterVersion
+from hub.storage.blobstore import blob_open
 from tests.utils import folder_files, upload
 
 pytestmark = pytest.mark.django_db
@@ -50,13 +51,16 @@ def _samples(run: ArmRun) -> list[dict]:
 def test_pending_lora_jobs_are_scored_in_one_shared_pass(queued, three_loras, tiny_chat_prompt_dir, eval_settings):
     jobs = [queued(f"shared-{i}", folder) for i, folder in enumerate(three_loras)]
     prompt_job = queued("prompt", tiny_chat_prompt_dir)
+    suite = jobs[0].suite  # a policy whose verdict is known on a random model: license only
+    suite.policy = {"primary_metrics": suite.policy["primary_metrics"], "require_license": True}
+    suite.save(update_fields=["policy"])
 
     runjob.execute_job(jobs[0].pk)
 
     for job in jobs:
         job.refresh_from_db()
         assert job.status == "finished", job.error
-        assert job.decision in ("accepted", "rejected") and job.reasons
+        assert job.decision == "accepted" and job.reasons == ["ok: license mit"]
         assert {(r.suite.role, r.arm) for r in job.runs.select_related("suite")} == {
             ("domain", "base"), ("domain", "base_rag"), ("domain", "adapter"), ("domain", "adapter_rag"),
             ("general", "base"), ("general", "adapter"),
@@ -71,7 +75,7 @@ def test_pending_lora_jobs_are_scored_in_one_shared_pass(queued, three_loras, ti
     run = jobs[1].runs.get(suite=suite, arm="adapter_rag")
     alone = run_arm(
         ArmSpec(
-            suite_dir=Path(suite.path),
+            suite_dir=tasks_folder(Path(suite.path)),
             tasks=tuple(suite.tasks),
             base_path=Path(jobs[1].version.base_model.local_path),
             adapter_path=three_loras[1],
@@ -95,7 +99,8 @@ def test_pending_lora_jobs_are_scored_in_one_shared_pass(queued, three_loras, ti
     answers = [
         [s["resps"] for s in _samples(j.runs.get(suite=suite, arm="adapter")) if s["task"] == "acme_qa"] for j in jobs
     ]
-    assert answers[0] != answers[1] != answers[2], "the adapters differ, so a mix-up would show"
+    pairs = ((0, 1), (0, 2), (1, 2))
+    assert all(answers[i] != answers[j] for i, j in pairs), "the adapters differ, so a mix-up would show"
 
     # The other jobs' own queue messages find nothing left to do.
     runjob.execute_job(jobs[1].pk)
@@ -105,38 +110,38 @@ def test_pending_lora_jobs_are_scored_in_one_shared_pass(queued, three_loras, ti
 
 def test_a_claimed_jobs_message_waits_for_its_leader(queued, three_loras):
     leader, member = (queued(f"claim-{i}", f) for i, f in enumerate(three_loras[:2]))
-    leader = services.job_start(job_id=leader.pk)
-    assert [j.pk for j in services.jobs_claim_batch(leader=leader, limit=8)] == [member.pk]
-    assert services.jobs_claim_batch(leader=leader, limit=8) == [member]  # its own, on a redelivery
+    leader = lifecycle.job_start(job_id=leader.pk)
+    assert [j.pk for j in lifecycle.jobs_claim_batch(leader=leader, limit=8)] == [member.pk]
+    assert lifecycle.jobs_claim_batch(leader=leader, limit=8) == [member]  # its own, on a redelivery
     # A second worker (or the member's own message) cannot take it while the leader runs.
-    assert services.job_start(job_id=member.pk) is None
+    assert lifecycle.job_start(job_id=member.pk) is None
 
     # The leader is cancelled and the pass went silent: the member's message runs it alone.
     services.evaluation_cancel(job=leader, user=None)
-    assert services.job_start(job_id=member.pk) is None  # its heartbeat is still fresh
+    assert lifecycle.job_start(job_id=member.pk) is None  # its heartbeat is still fresh
     EvaluationJob.objects.filter(pk=member.pk).update(heartbeat_at=timezone.now() - dt.timedelta(hours=1))
-    taken = services.job_start(job_id=member.pk)
+    taken = lifecycle.job_start(job_id=member.pk)
     assert taken is not None and taken.batch_leader_id is None and taken.attempts == 3
 
 
 def test_batches_respect_the_limit_and_skip_other_kinds(queued, three_loras, tiny_chat_prompt_dir):
     jobs = [queued(f"limit-{i}", f) for i, f in enumerate(three_loras)]
     queued("limit-prompt", tiny_chat_prompt_dir)
-    leader = services.job_start(job_id=jobs[0].pk)
-    assert services.jobs_claim_batch(leader=leader, limit=1) == []
-    assert [j.pk for j in services.jobs_claim_batch(leader=leader, limit=2)] == [jobs[1].pk]
+    leader = lifecycle.job_start(job_id=jobs[0].pk)
+    assert lifecycle.jobs_claim_batch(leader=leader, limit=1) == []
+    assert [j.pk for j in lifecycle.jobs_claim_batch(leader=leader, limit=2)] == [jobs[1].pk]
     EvaluationJob.objects.filter(pk=jobs[2].pk).update(backend="vllm")  # another backend: not mixed
-    assert services.jobs_claim_batch(leader=leader, limit=8) == [EvaluationJob.objects.get(pk=jobs[1].pk)]
+    assert lifecycle.jobs_claim_batch(leader=leader, limit=8) == [EvaluationJob.objects.get(pk=jobs[1].pk)]
 
 
 @pytest.mark.slow
 def test_a_redelivered_leader_finishes_the_jobs_it_had_claimed(queued, three_loras):
     """As a SIGKILLed worker leaves them: the leader and its members running, mid-pass."""
     jobs = [queued(f"redeliver-{i}", f) for i, f in enumerate(three_loras)]
-    leader = services.job_start(job_id=jobs[0].pk)
-    services.jobs_claim_batch(leader=leader, limit=8)
+    leader = lifecycle.job_start(job_id=jobs[0].pk)
+    lifecycle.jobs_claim_batch(leader=leader, limit=8)
     for job in jobs[1:]:
-        assert services.job_start(job_id=job.pk) is None  # their messages skip
+        assert lifecycle.job_start(job_id=job.pk) is None  # their messages skip
 
     runjob.execute_job(jobs[0].pk)  # the leader's message, redelivered
     for job in jobs:
@@ -156,16 +161,17 @@ def test_a_failed_shared_pass_runs_each_job_alone(queued, three_loras, monkeypat
         raise RuntimeError("mixed batches are broken today")
 
     monkeypatch.setattr(shared, "SharedAdapters", broken)
-    with django_capture_on_commit_callbacks(execute=False) as requeued:
-        runjob.execute_job(jobs[0].pk)
+    with django_capture_on_commit_callbacks(execute=False) as enqueued:
+        requeue = runjob.execute_job(jobs[0].pk)
     leader, member = (EvaluationJob.objects.get(pk=j.pk) for j in jobs)
     assert leader.status == "finished", leader.error
-    assert member.status == "pending" and member.batch_leader_id is None and member.summary["solo"]
-    assert len(requeued) == 1  # sent back to the queue, to run alone
+    assert member.status == "pending" and member.batch_leader_id is None and member.solo
+    assert requeue == [member.pk]  # for the task to send back to the queue, to run alone
+    assert enqueued == []  # the worker's side enqueues nothing itself
     assert not any(r.repro["shared_pass"] for r in leader.runs.all())
 
     with django_capture_on_commit_callbacks(execute=True):
-        requeued[0]()
+        assert runjob.execute_job(member.pk) == []
     member.refresh_from_db()
     assert member.status == "finished", member.error
     assert member.runs.count() == 6
@@ -174,7 +180,7 @@ def test_a_failed_shared_pass_runs_each_job_alone(queued, three_loras, monkeypat
 @pytest.mark.slow
 def test_cancelling_one_job_of_a_pass_leaves_the_others_running(queued, three_loras, monkeypatch):
     jobs = [queued(f"cancel-{i}", f) for i, f in enumerate(three_loras)]
-    real = services.jobs_progress
+    real = lifecycle.jobs_progress
     calls = {"n": 0}
 
     def cancel_one(**kwargs):
@@ -183,7 +189,7 @@ def test_cancelling_one_job_of_a_pass_leaves_the_others_running(queued, three_lo
             services.evaluation_cancel(job=EvaluationJob.objects.get(pk=jobs[1].pk), user=None)
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "jobs_progress", cancel_one)
+    monkeypatch.setattr(lifecycle, "jobs_progress", cancel_one)
     runjob.execute_job(jobs[0].pk)
     statuses = [EvaluationJob.objects.get(pk=j.pk).status for j in jobs]
     assert statuses == ["finished", "cancelled", "finished"]
@@ -200,12 +206,12 @@ def test_a_pass_past_its_time_limit_requeues_its_jobs_alone(
 
     monkeypatch.setattr(runjob._Batch, "run", too_slow)
     jobs = [queued(f"slow-{i}", f) for i, f in enumerate(three_loras[:2])]
-    with django_capture_on_commit_callbacks(execute=False) as requeued:
-        runjob.execute_job(jobs[0].pk)
+    with django_capture_on_commit_callbacks(execute=False) as enqueued:
+        requeue = runjob.execute_job(jobs[0].pk)
     for job in jobs:  # the pass ran out of time, not the jobs: both wait to run alone
         job.refresh_from_db()
-        assert job.status == "pending" and job.summary["solo"] and job.batch_leader_id is None
-    assert len(requeued) == 2
+        assert job.status == "pending" and job.solo and job.batch_leader_id is None
+    assert requeue == sorted(j.pk for j in jobs) and enqueued == []
 
     runjob.execute_job(jobs[0].pk)  # alone, and out of time again: now it fails, with why
     job = EvaluationJob.objects.get(pk=jobs[0].pk)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from evaluator.engine.runner import ArmSpec, RagSpec, run_arm
 from evaluator.engine.shared import SharedAdapters, run_arms_shared
-from evaluator.suites_registry import SHIPPED_DIR
+from evaluator.suites_registry import SHIPPED_DIR, lmeval_folder
 
 ACME = SHIPPED_DIR / "acme-products"
 
@@ -21,7 +22,7 @@ def _samples(outcome) -> list[dict]:
 def _specs(base: Path, adapters: list[Path], rag: bool) -> list[ArmSpec]:
     return [
         ArmSpec(
-            suite_dir=ACME,
+            suite_dir=lmeval_folder(ACME, root=Path(tempfile.gettempdir()) / "pefthub-lmeval"),
             tasks=("acme_mc", "acme_qa"),
             base_path=base,
             adapter_path=adapter,
@@ -42,7 +43,7 @@ def test_shared_pass_equals_separate_runs(tiny_chat_dir, three_loras, rag):
 
     # The adapters really differ, so a mix-up between them would show.
     first_scores = [[s["resps"] for s in _samples(o) if s["task"] == "acme_mc"] for o in alone]
-    assert first_scores[0] != first_scores[1] != first_scores[2]
+    assert all(first_scores[i] != first_scores[j] for i, j in ((0, 1), (0, 2), (1, 2)))
 
     for one, together in zip(alone, shared, strict=True):
         assert together.metrics.keys() == one.metrics.keys()

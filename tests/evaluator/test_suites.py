@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from evaluator.engine import pefthub_tasks
+from evaluator.suite_check import check_folder
+from evaluator.suites_registry import lmeval_folder
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "evaluator" / "suites"
 ACME = SUITES_DIR / "acme-products"
@@ -21,41 +24,24 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def load_utils(suite: Path):
-    spec = importlib.util.spec_from_file_location(f"suite_utils_{suite.name}", suite / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def acme() -> dict[str, list[dict]]:
     return {name: read_jsonl(ACME / f"{name}.jsonl") for name in ("facts", "train", "test", "corpus")}
 
 
 # --- suite.json ------------------------------------------------------------------------------------
-def task_configs(suite: Path) -> dict[str, Path]:
-    """Task name -> the YAML in the suite that defines it."""
-    configs = {}
-    for path in sorted(suite.glob("*.yaml")):
-        for line in path.read_text().splitlines():
-            if line.startswith("task: "):
-                configs[line.removeprefix("task: ").strip()] = path
-    return configs
-
-
 @pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.name)
 def test_suite_json_is_complete_and_references_existing_files(suite):
     spec = json.loads((suite / "suite.json").read_text())
+    manifest = check_folder(suite)  # every file checked as a registration checks it
 
     assert spec["slug"] == suite.name
     assert spec["name"] and spec["version"] and spec["description"] and spec["system_instruction"]
     assert spec["role"] in {"domain", "general"}
-    configs = task_configs(suite)
-    assert spec["tasks"] and set(spec["tasks"]) == set(configs)
-    assert set(spec["primary_metrics"]) == set(spec["tasks"])
-    for task in spec["tasks"]:
-        assert f"metric: {spec['primary_metrics'][task]}\n" in configs[task].read_text(), task
+    assert {t["kind"] for t in spec["tasks"]} == {"multiple_choice", "short_answer"}
+    assert manifest.primary_metrics == {
+        t["name"]: {"multiple_choice": "acc", "short_answer": "answer_match"}[t["kind"]] for t in spec["tasks"]
+    }
     assert set(spec["policy"]) <= ACCEPTANCE_KEYS
     assert 0 < spec["policy"]["max_forgetting"] < 1
     assert isinstance(spec["policy"]["require_license"], bool)
@@ -71,10 +57,10 @@ def test_suite_json_is_complete_and_references_existing_files(suite):
         assert "corpus" not in spec, "a general suite has no retrieval arm"
 
 
-def test_every_suite_ships_the_same_task_helpers():
-    # Each suite is stored and hashed on its own, so it carries its own copy of utils.py.
-    copies = {(suite / "utils.py").read_bytes() for suite in SUITES}
-    assert len(copies) == 1
+@pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.name)
+def test_shipped_suites_are_data_only(suite):
+    # The hub supplies their lm-eval tasks and scoring code (evaluator/engine/pefthub_tasks.py).
+    assert not list(suite.glob("*.yaml")) and not (suite / "utils.py").exists()
 
 
 # --- the data --------------------------------------------------------------------------------------
@@ -173,7 +159,7 @@ def test_build_script_regenerates_the_committed_files_byte_for_byte(suite, tmp_p
     ],
 )
 def test_answer_match_accepts_the_answer_inside_a_sentence(response, answer):
-    assert load_utils(ACME).answer_match(response, answer)
+    assert pefthub_tasks.answer_match(response, answer)
 
 
 @pytest.mark.parametrize(
@@ -189,11 +175,11 @@ def test_answer_match_accepts_the_answer_inside_a_sentence(response, answer):
     ],
 )
 def test_answer_match_rejects_other_answers(response, answer):
-    assert not load_utils(ACME).answer_match(response, answer)
+    assert not pefthub_tasks.answer_match(response, answer)
 
 
 def test_process_results_gives_the_answer_match_metric():
-    utils = load_utils(ACME)
+    utils = pefthub_tasks
     doc = {"answer": "$641"}
     assert utils.process_results(doc, ["The kettle costs $641."]) == {"answer_match": 1.0}
     assert utils.process_results(doc, ["The kettle costs $640."]) == {"answer_match": 0.0}
@@ -209,8 +195,9 @@ def test_lm_eval_loads_every_task_from_the_suite_folder_offline(monkeypatch, tmp
     expected = {}
     for suite in SUITES:
         spec = json.loads((suite / "suite.json").read_text())
-        expected.update(dict.fromkeys(spec["tasks"], len(read_jsonl(suite / "test.jsonl"))))
-    manager = TaskManager(include_path=[str(s) for s in SUITES])
+        expected.update(dict.fromkeys([t["name"] for t in spec["tasks"]], len(read_jsonl(suite / "test.jsonl"))))
+    folders = [str(lmeval_folder(s, root=tmp_path / "generated")) for s in SUITES]
+    manager = TaskManager(include_path=folders)
     tasks = manager.load(sorted(expected))["tasks"]
 
     assert set(tasks) == set(expected)
@@ -233,7 +220,7 @@ def test_simple_evaluate_on_the_real_base_model(installed, monkeypatch, tmp_path
         model="hf",
         model_args=f"pretrained={installed.path},dtype=float32",
         tasks=["acme_mc", "acme_qa", "general_mc"],
-        task_manager=TaskManager(include_path=[str(ACME), str(GENERAL)]),
+        task_manager=TaskManager(include_path=[str(lmeval_folder(s, root=tmp_path / "generated")) for s in SUITES]),
         apply_chat_template=True,
         system_instruction=spec["system_instruction"],
         device="cpu",

@@ -12,12 +12,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from evaluator.engine.runner import ArmSpec, run_arm
-from evaluator.suites_registry import SHIPPED_DIR
+from evaluator.suites_registry import SHIPPED_DIR, lmeval_folder
 
 pytestmark = [
     pytest.mark.slow,
@@ -84,7 +85,7 @@ def _run_in_child(specs: list[ArmSpec]) -> list[dict]:
 
 def _spec(base: Path, adapter: Path | None, backend: str) -> ArmSpec:
     return ArmSpec(
-        suite_dir=ACME,
+        suite_dir=lmeval_folder(ACME, root=Path(tempfile.gettempdir()) / "pefthub-lmeval"),
         tasks=("acme_qa",),
         base_path=base,
         adapter_path=adapter,

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,15 @@ from django.db import connection
 from config.celery_app import app
 from evaluator.models import ArmRun, EvaluationJob
 from hub.models import AdapterVersion
-from tests.utils import folder_files, upload
+from tests.utils import folder_files, upload, wait_for_workers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/14"
+# The broker's own Redis database, flushed by each test. Derived from REDIS_URL's database,
+# so that test runs given different ones (parallel checkouts on one server) never share a
+# queue: a worker of another run would take this run's messages.
+_REDIS_SERVER, _, _REDIS_DB = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rpartition("/")
+REDIS = f"{_REDIS_SERVER}/{15 - int(_REDIS_DB or 0) % 8}"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -79,17 +82,6 @@ def start_worker(tmp_path, settings, _isolated_storage):
                 proc.kill()
 
 
-def _wait(predicate, timeout: float, what: str, logs: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.5)
-    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("*.log")))
-    pytest.fail(f"timed out waiting for {what}\n{tails}")
-
-
 @pytest.fixture
 def pushed(broker, alice_client, tiny_chat_base, shipped_suites, eval_settings):
     def push(name: str, folder) -> AdapterVersion:
@@ -104,7 +96,7 @@ def pushed(broker, alice_client, tiny_chat_base, shipped_suites, eval_settings):
 def test_real_worker_scores_an_upload(pushed, start_worker, tiny_chat_lora_dir, tmp_path):
     start_worker("w1")
     version = pushed("worker-scored", tiny_chat_lora_dir)
-    job = _wait(
+    job = wait_for_workers(
         lambda: EvaluationJob.objects.filter(version=version, status__in=["finished", "failed"]).first(),
         300, "the job to finish", tmp_path,
     )  # fmt: skip
@@ -124,7 +116,7 @@ def test_sigkilled_worker_loses_no_job_and_duplicates_nothing(
     settings.PEFTHUB_EVAL_LIMIT = 12  # long enough to be killed in the middle
     first = start_worker("w1")
     version = pushed("worker-killed", tiny_chat_lora_dir)
-    _wait(
+    wait_for_workers(
         lambda: EvaluationJob.objects.filter(version=version, status="running", progress__gt=0).exists(),
         300, "the job to start running", tmp_path,
     )  # fmt: skip
@@ -133,7 +125,7 @@ def test_sigkilled_worker_loses_no_job_and_duplicates_nothing(
     assert EvaluationJob.objects.get(version=version).status == "running"  # killed mid-run
 
     start_worker("w2")
-    job = _wait(
+    job = wait_for_workers(
         lambda: EvaluationJob.objects.filter(version=version, status__in=["finished", "failed"]).first(),
         600, "the redelivered job to finish", tmp_path,
     )  # fmt: skip
@@ -158,7 +150,7 @@ def test_sigkilled_shared_pass_is_redelivered_and_finishes_every_job_once(
     jobs = EvaluationJob.objects.filter(version__in=versions)
 
     first = start_worker("w1")
-    _wait(
+    wait_for_workers(
         lambda: jobs.filter(status="running").count() == 3 and jobs.filter(progress__gt=0.2).exists(),
         300, "the shared pass to claim all three and get going", tmp_path,
     )  # fmt: skip
@@ -167,7 +159,7 @@ def test_sigkilled_shared_pass_is_redelivered_and_finishes_every_job_once(
     assert set(jobs.values_list("status", flat=True)) == {"running"}
 
     start_worker("w2")
-    _wait(
+    wait_for_workers(
         lambda: jobs.filter(status__in=["finished", "failed"]).count() == 3,
         600, "the redelivered pass to finish", tmp_path,
     )  # fmt: skip
@@ -176,3 +168,141 @@ def test_sigkilled_shared_pass_is_redelivered_and_finishes_every_job_once(
         assert job.attempts == 2 and job.runs.count() == 6
         assert all(r.repro["shared_pass"] for r in job.runs.filter(arm__in=["adapter", "adapter_rag"]))
     assert ArmRun.objects.count() == 3 + 3 * 3  # nothing computed twice
+
+
+@pytest.mark.slow
+def test_a_data_only_suite_is_scored_by_a_real_worker_as_the_lm_eval_cli_scores_it(
+    pushed, start_worker, tiny_chat_lora_dir, tiny_chat_dir, tmp_path, settings
+):
+    """A suite of suite.json + JSONL only, registered over REST, scored on four arms by a
+    real worker; its stored adapter score equals `python -m lm_eval` on the YAML the hub
+    generated for it."""
+    import json
+
+    from evaluator.models import Suite
+    from evaluator.suites_registry import tasks_folder
+    from tests.evaluator.suite_samples import tar_of, write_suite
+    from tests.factories import MemberFactory, client_for
+
+    settings.PEFTHUB_SUITES_DIR = tmp_path / "suites"
+    staff = client_for(MemberFactory(username="staffer", is_staff=True))
+    response = staff.post("/api/v1/suites/", {"archive": tar_of(write_suite(tmp_path / "quarrow"))}, format="multipart")
+    assert response.status_code == 201, response.json()
+    suite = Suite.objects.get(slug="quarrow-rules")
+    Suite.objects.exclude(pk=suite.pk).update(active=False)  # the upload is scored on this suite alone
+
+    start_worker("w1")
+    version = pushed("quarrow-scored", tiny_chat_lora_dir)
+    job = wait_for_workers(
+        lambda: EvaluationJob.objects.filter(version=version, status__in=["finished", "failed"]).first(),
+        300, "the job to finish", tmp_path,
+    )  # fmt: skip
+    assert job.status == "finished", job.error
+    assert job.suite == suite
+    assert {(r.suite.slug, r.arm) for r in job.runs.select_related("suite")} == {
+        ("quarrow-rules", "base"), ("quarrow-rules", "base_rag"), ("quarrow-rules", "adapter"),
+        ("quarrow-rules", "adapter_rag"), ("general", "base"), ("general", "adapter"),
+    }  # fmt: skip
+    assert set(job.summary["arms"]) == {"base", "base_rag", "adapter", "adapter_rag"}
+    run = job.runs.get(suite=suite, arm="adapter")
+    assert set(run.metrics) == {"quarrow_mc", "quarrow_qa"}
+
+    # The worker ran the folder the hub generates: the same content, under the same name.
+    generated = tasks_folder(Path(suite.path))
+    assert (tmp_path / "worker-data" / "suites" / "_generated" / generated.name).is_dir()
+    out = tmp_path / "cli"
+    subprocess.run(
+        [
+            sys.executable, "-m", "lm_eval",
+            "--model", "hf",
+            "--model_args", f"pretrained={tiny_chat_dir},peft={tiny_chat_lora_dir},dtype=float32",
+            "--tasks", ",".join(suite.tasks),
+            "--include_path", str(generated),
+            "--apply_chat_template",
+            "--system_instruction", suite.system_instruction,
+            "--limit", str(settings.PEFTHUB_EVAL_LIMIT), "--batch_size", "4", "--device", "cpu",
+            "--seed", "1234",
+            "--output_path", str(out),
+        ],
+        check=True, capture_output=True, cwd=tmp_path,
+        env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    (results_file,) = out.rglob("results_*.json")
+    cli = json.loads(results_file.read_text())["results"]
+    compared = 0
+    for task in suite.tasks:
+        for key, value in cli[task].items():
+            metric, _, filt = key.partition(",")
+            if isinstance(value, float) and filt == "none" and not metric.endswith("_stderr"):
+                assert run.metrics[task][metric] == pytest.approx(value, abs=1e-9), (task, metric)
+                compared += 1
+    assert compared == 3  # acc, acc_norm, answer_match
+
+
+def test_a_second_base_added_from_its_folder_is_evaluated_by_a_real_worker_and_served(
+    broker, eval_settings, start_worker, alice_client, shipped_suites, tiny_chat_dir, tmp_path
+):
+    """A tiny Qwen2 that the test writes: added with ``hub_base_model_add``, an adapter made
+    for it uploaded, scored on it by a real worker (Redis, PostgreSQL), accepted and served."""
+    from django.core.management import call_command
+    from peft import LoraConfig
+    from transformers import AutoTokenizer
+
+    from evaluator.models import Suite
+    from hub.models import BaseModel
+    from serving.engines import reset_engines
+    from tests.factories import save_adapter, save_tiny_qwen2
+
+    # The tiny chat model's tokenizer (trained on the suites' text), so lm-eval's prompts encode.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_dir)
+    folder = save_tiny_qwen2(
+        tmp_path / "tiny-qwen2",
+        vocab_size=len(tokenizer),
+        max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    tokenizer.save_pretrained(folder)
+    call_command("hub_base_model_add", str(folder), "--name", "tiny-qwen2", "--alias", "test-org/tiny-qwen2")
+    base = BaseModel.objects.get(name="tiny-qwen2")
+    lora = save_adapter(
+        folder,
+        tmp_path / "qwen-lora",
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+        base_name="test-org/tiny-qwen2",
+        noise=0.5,
+    )
+    # Scores of a random model decide nothing here: the domain suite keeps its metrics, no rules.
+    for suite in Suite.objects.filter(role=Suite.Role.DOMAIN):
+        suite.policy = {"primary_metrics": suite.policy["primary_metrics"]}
+        suite.save(update_fields=["policy"])
+
+    start_worker("w1")
+    alice_client.post("/api/v1/adapters/", {"namespace": "alice", "name": "qwen-bot"}, format="json")
+    response = upload(alice_client, "alice/qwen-bot", folder_files(lora), metadata={"license": "mit"})
+    assert response.status_code == 201, response.json()
+    version = AdapterVersion.objects.get(pk=response.json()["id"])
+    assert (version.base_model_id, version.base_revision) == (base.pk, base.revision)
+    job = wait_for_workers(
+        lambda: EvaluationJob.objects.filter(version=version, status__in=["finished", "failed"]).first(),
+        300, "the job on the second base to finish", tmp_path,
+    )  # fmt: skip
+    assert job.status == "finished", job.error
+    runs = job.runs.select_related("base_model")
+    assert {(r.base_model.name, r.base_revision) for r in runs} == {("tiny-qwen2", base.revision)}
+    version.refresh_from_db()
+    assert version.status == "accepted", version.status_reasons
+    deployed = wait_for_workers(
+        lambda: alice_client.get("/api/v1/adapters/alice/qwen-bot/versions/1/deployment/").json().get("live"),
+        60, "the accepted version to go live", tmp_path,
+    )  # fmt: skip
+    assert deployed is True
+
+    reset_engines()
+    answer = alice_client.post(
+        "/v1/completions", {"model": "alice/qwen-bot", "prompt": "w1 w2 w3", "max_tokens": 3}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["model"] == "alice/qwen-bot" and answer.json()["choices"][0]["text"]
+    reset_engines()

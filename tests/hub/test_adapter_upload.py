@@ -11,6 +11,8 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from hub.models import AdapterVersion, AuditEvent, Blob, VersionFile
+from hub.storage.gc import blobs_collect_garbage
+from tests.factories import TINY, save_adapter
 from tests.utils import edit_config, folder_files, tar_bytes, upload, upload_archive, zip_bytes
 
 pytestmark = pytest.mark.django_db
@@ -151,6 +153,18 @@ def test_readme_front_matter_fills_card_and_is_kept(alice_client, adapter, lora_
     assert body["card"]["datasets"] == ["acme/tickets"]
     assert body["card"]["task_tags"] == ["support"]
     assert body["readme"].endswith("# Support bot\n")
+
+
+def test_readme_tags_pass_the_slug_check_api_tags_get(alice_client, adapter, lora_dir):
+    # peft's own README carries `base_model:adapter:...`; free text and markup are no tags.
+    readme = (
+        b"---\ntags:\n- Support\n- base_model:adapter:tiny-llama\n- <b>x</b>\n- two words\n- "
+        + b"x" * 65
+        + b"\n---\n# Support bot\n"
+    )
+    response = upload(alice_client, adapter, folder_files(lora_dir, README__md=readme))
+    assert response.status_code == 201, response.json()
+    assert response.json()["card"]["task_tags"] == ["support"]
 
 
 def test_parent_lineage(alice_client, adapter, lora_dir, lora_dir_2):
@@ -327,7 +341,7 @@ def test_refused_upload_says_what_to_fix_and_keeps_nothing(
 def test_oversize_file_is_refused(settings, alice_client, adapter, lora_dir, blob_dir, upload_tmp_dir):
     settings.PEFTHUB_MAX_FILE_BYTES = 1000
     response = upload(alice_client, adapter, folder_files(lora_dir))
-    assert response.status_code in (413, 422)
+    assert response.status_code == 413
     assert "1000" in response.json()["error"]["message"]
     _assert_nothing_kept(blob_dir, upload_tmp_dir)
 
@@ -336,8 +350,27 @@ def test_oversize_upload_is_refused(settings, alice_client, adapter, lora_dir, b
     total = sum(len(c) for c in folder_files(lora_dir).values())
     settings.PEFTHUB_MAX_UPLOAD_BYTES = total - 1
     response = upload(alice_client, adapter, folder_files(lora_dir))
-    assert response.status_code in (413, 422)
+    assert response.status_code == 413
     assert str(total - 1) in response.json()["error"]["message"]
+    _assert_nothing_kept(blob_dir, upload_tmp_dir)
+
+
+@pytest.mark.parametrize("over", ["archive", "member", "unpacked total"])
+def test_archive_over_a_size_limit_is_413(over, settings, alice_client, adapter, lora_dir, blob_dir, upload_tmp_dir):
+    """The rule: a size limit exceeded is 413, whether by the archive, one member or their sum."""
+    files = folder_files(lora_dir, README__md=b"# readme\n" * 1000)
+    archive = tar_bytes(files, gz=over != "archive")
+    if over == "archive":
+        settings.PEFTHUB_MAX_UPLOAD_BYTES = len(archive) - 1
+    elif over == "member":
+        settings.PEFTHUB_MAX_FILE_BYTES = max(len(c) for c in files.values()) - 1
+    else:
+        settings.PEFTHUB_MAX_UPLOAD_BYTES = sum(len(c) for c in files.values()) - 1
+        assert len(archive) <= settings.PEFTHUB_MAX_UPLOAD_BYTES  # small packed, too large unpacked
+    response = upload_archive(alice_client, adapter, "adapter.tar.gz", archive)
+    assert response.status_code == 413, response.json()
+    assert response.json()["error"]["code"] == "upload_too_large"
+    assert "limit" in response.json()["error"]["message"]
     _assert_nothing_kept(blob_dir, upload_tmp_dir)
 
 
@@ -346,13 +379,11 @@ def test_shapes_of_another_base_are_refused(alice_client, adapter, tmp_path, blo
     from peft import LoraConfig
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tests.conftest import TINY, _save_adapter
-
     other = tmp_path / "other-base"
     LlamaForCausalLM(
         LlamaConfig(**{**TINY, "hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 1})
     ).save_pretrained(other)
-    folder = _save_adapter(
+    folder = save_adapter(
         other, tmp_path / "other-lora", LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM")
     )
     response = upload(alice_client, adapter, folder_files(folder))
@@ -387,12 +418,11 @@ def test_archive_with_symlink_is_refused(alice_client, adapter, lora_dir, blob_d
 
 def test_failure_while_storing_leaves_no_blob(monkeypatch, alice_client, adapter, lora_dir, blob_dir, upload_tmp_dir):
     """An upload interrupted after its blobs were written rolls back rows and files alike."""
-    from hub import services
 
     def boom(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(services.VersionFile.objects, "bulk_create", boom)
+    monkeypatch.setattr(VersionFile.objects, "bulk_create", boom)
     with pytest.raises(RuntimeError):
         upload(alice_client, adapter, folder_files(lora_dir))
     _assert_nothing_kept(blob_dir, upload_tmp_dir)
@@ -425,8 +455,8 @@ def test_garbage_collection_removes_only_unused_content(alice, alice_client, ada
         raise Abort
     before = {p.name for p in blob_dir.rglob("*") if p.is_file()}
     assert len(before) == len(kept["files"]) + 1  # the stray README's content
-    assert services.blobs_collect_garbage(grace_seconds=3600) == []  # too young to touch
-    removed = services.blobs_collect_garbage(grace_seconds=0)
+    assert blobs_collect_garbage(grace_seconds=3600) == []  # too young to touch
+    removed = blobs_collect_garbage(grace_seconds=0)
     assert len(removed) == 1
     after = {p.name for p in blob_dir.rglob("*") if p.is_file()}
     assert after == {f["sha256"] for f in kept["files"]}

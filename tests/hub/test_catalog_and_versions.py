@@ -139,6 +139,38 @@ def test_download_file_and_archives_match_upload(catalog, lora_dir):
         assert {n: archive.read(n) for n in archive.namelist()} == expected
 
 
+@pytest.mark.parametrize(
+    "range_header, part",
+    [("bytes=10-99", slice(10, 100)), ("bytes=100-", slice(100, None)), ("bytes=-50", slice(-50, None))],
+)
+def test_file_download_serves_one_byte_range(catalog, lora_dir, range_header, part):
+    url = "/api/v1/adapters/alice/support-bot/versions/latest/files/adapter_model.safetensors"
+    content = folder_files(lora_dir)["adapter_model.safetensors"]
+    response = catalog.get(url, HTTP_RANGE=range_header)
+    assert response.status_code == 206
+    assert b"".join(response.streaming_content) == content[part]
+    first = range(len(content))[part][0]
+    last = first + len(content[part]) - 1
+    assert response["Content-Range"] == f"bytes {first}-{last}/{len(content)}"
+    assert response["Content-Length"] == str(len(content[part]))
+    assert response["Accept-Ranges"] == "bytes"
+
+
+def test_file_download_refuses_a_range_past_the_end_with_416(catalog, lora_dir):
+    url = "/api/v1/adapters/alice/support-bot/versions/latest/files/adapter_model.safetensors"
+    size = len(folder_files(lora_dir)["adapter_model.safetensors"])
+    response = catalog.get(url, HTTP_RANGE=f"bytes={size}-")
+    assert response.status_code == 416
+    assert response["Content-Range"] == f"bytes */{size}"
+    assert response.json()["error"]["code"] == "range_not_satisfiable"
+    # If-Range naming other content: the range no longer applies, the whole file comes back.
+    stale = catalog.get(url, HTTP_RANGE="bytes=0-9", HTTP_IF_RANGE='"other"')
+    assert stale.status_code == 200
+    assert len(b"".join(stale.streaming_content)) == size
+    etag = stale["ETag"]
+    assert catalog.get(url, HTTP_RANGE="bytes=0-9", HTTP_IF_RANGE=etag).status_code == 206
+
+
 def test_base_models_api(tiny_base, anon_client):
     rows = anon_client.get("/api/v1/base-models/").json()
     assert [r["name"] for r in rows] == ["tiny-llama"]
@@ -166,3 +198,40 @@ def test_hash_shared_by_a_reupload_resolves_to_the_newest(catalog, lora_dir, lor
     digest = third.json()["content_hash"]
     resolved = catalog.get(f"/api/v1/adapters/alice/support-bot/versions/{digest[:10]}/")
     assert resolved.json()["version"] == 3
+
+
+# --- download counts -------------------------------------------------------------------------
+def _downloads(client, name="support-bot") -> tuple[int, int]:
+    """(the adapter's total, its newest version's) as the API shows them."""
+    row = client.get(f"/api/v1/adapters/alice/{name}/").json()
+    version = client.get(f"/api/v1/adapters/alice/{name}/versions/latest/").json()
+    assert row["latest"]["downloads"] == version["downloads"]
+    return row["downloads"], version["downloads"]
+
+
+def test_a_config_fetch_counts_one_download_and_nothing_else_does(catalog):
+    url = "/api/v1/adapters/alice/support-bot/versions/latest"
+    before = catalog.get("/api/v1/adapters/alice/support-bot/").json()["updated_at"]
+    assert _downloads(catalog) == (0, 0)
+    assert b"".join(catalog.get(f"{url}/files/adapter_model.safetensors").streaming_content)  # weights
+    assert catalog.head(f"{url}/files/adapter_config.json").status_code == 200  # HEAD
+    assert catalog.get(f"{url}/files/adapter_config.json", HTTP_RANGE="bytes=5-").status_code == 206  # a resume
+    assert catalog.get(f"{url}/files/nope.json").status_code == 404
+    assert _downloads(catalog) == (0, 0)
+
+    assert catalog.get(f"{url}/files/adapter_config.json").status_code == 200
+    assert _downloads(catalog) == (1, 1)
+    assert catalog.get(f"{url}/archive/").status_code == 200  # the whole version counts too
+    assert _downloads(catalog) == (2, 2)
+    # A download is not an update: the catalog's "recently updated" order stays put.
+    assert catalog.get("/api/v1/adapters/alice/support-bot/").json()["updated_at"] == before
+
+
+def test_catalog_sorts_by_downloads(catalog, anon_client):
+    for name, times in (("legal-bot", 3), ("prompt-bot", 1)):
+        for _ in range(times):
+            response = anon_client.get(f"/api/v1/adapters/alice/{name}/versions/1/files/adapter_config.json")
+            assert response.status_code == 200
+    assert _names(anon_client, ordering="-downloads") == ["alice/legal-bot", "alice/prompt-bot", "alice/support-bot"]
+    assert _names(anon_client, ordering="downloads")[0] == "alice/support-bot"
+    assert _downloads(anon_client, "legal-bot") == (3, 3)

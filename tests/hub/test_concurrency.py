@@ -8,9 +8,9 @@ import threading
 import pytest
 from django.db import connection
 
-from hub.blobstore import blob_open
 from hub.models import AdapterVersion
-from tests.conftest import client_for
+from hub.storage.blobstore import blob_open
+from tests.factories import client_for
 from tests.utils import folder_files, upload
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

@@ -8,76 +8,18 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from hub import hfapi
-from tests.conftest import client_for
+from hub.hf import api as hfapi
+from tests.factories import client_for
 from tests.utils import folder_files, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPO = "alice/support-bot"
-
-
-@dataclass
-class Hub:
-    url: str
-    cache: Path
-    calls: list[tuple[str, str, dict]] = field(default_factory=list)  # method, url, request headers
-    statuses: list[tuple[str, str, int]] = field(default_factory=list)
-
-    def file_url(self, revision: str, path: str, repo: str = REPO) -> str:
-        return f"{self.url}/{repo}/resolve/{revision}/{path}"
-
-
-def _guarded_client_factory(allowed: str, on_request, on_response):
-    """huggingface_hub's own client, plus hooks that fail any request to another host."""
-    from huggingface_hub.utils._http import default_client_factory
-
-    def check(request):
-        assert f"{request.url.host}:{request.url.port}" == allowed, f"request left the hub: {request.url}"
-        on_request(request)
-
-    def factory():
-        client = default_client_factory()
-        hooks = client.event_hooks
-        client.event_hooks = {
-            "request": [*hooks["request"], check],
-            "response": [*hooks["response"], on_response],
-        }
-        return client
-
-    return factory
-
-
-@pytest.fixture
-def hub(live_server, monkeypatch, tmp_path) -> Hub:
-    """The live server as the HF endpoint; every client request is recorded and must go there."""
-    import huggingface_hub
-    from huggingface_hub import constants
-    from huggingface_hub.utils._http import default_client_factory
-
-    # tests/conftest.py sets HF_HUB_OFFLINE=1 for the rest of the suite; these tests are online.
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    state = Hub(url=live_server.url, cache=tmp_path / "hf-cache")
-
-    def on_request(request):
-        state.calls.append((request.method, str(request.url), dict(request.headers)))
-
-    def on_response(response):
-        state.statuses.append((response.request.method, str(response.request.url), response.status_code))
-
-    allowed = urlsplit(live_server.url).netloc
-    huggingface_hub.set_client_factory(_guarded_client_factory(allowed, on_request, on_response))
-    yield state
-    huggingface_hub.set_client_factory(default_client_factory)
 
 
 @pytest.fixture
@@ -461,3 +403,32 @@ def test_peft_from_pretrained_through_hf_endpoint(live_server, support_bot, alic
     assert (snapshot / "adapter_model.safetensors").read_bytes() == (
         lora_dir_2 / "adapter_model.safetensors"
     ).read_bytes()
+
+
+# --- download counts ---------------------------------------------------------------------------
+def test_downloads_count_config_fetches_through_resolve(hub, support_bot, alice_client, lora_dir):
+    """HF's convention: a config fetch is one download; weights, HEAD and redirects are not."""
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+
+    from hub.models import AdapterVersion
+
+    api = HfApi(endpoint=hub.url, token=False)
+    assert api.model_info(REPO).downloads == 0
+    hf_hub_download(
+        REPO, "adapter_model.safetensors", revision="v1", cache_dir=hub.cache, endpoint=hub.url, token=False
+    )
+    assert requests.head(hub.file_url("v1", "adapter_config.json"), allow_redirects=True, timeout=30).ok
+    assert api.model_info(REPO).downloads == 0
+
+    hf_hub_download(REPO, "adapter_config.json", revision="v1", cache_dir=hub.cache, endpoint=hub.url, token=False)
+    snapshot_download(REPO, cache_dir=hub.cache / "again", endpoint=hub.url, token=False)  # v2: its config once
+    assert api.model_info(REPO).downloads == 2
+    counts = dict(AdapterVersion.objects.filter(adapter__name="support-bot").values_list("number", "downloads"))
+    assert counts == {1: 1, 2: 1}
+
+    # list_models(sort="downloads"): the most downloaded first.
+    response = alice_client.post("/api/v1/adapters/", {"namespace": "alice", "name": "quiet-bot"}, format="json")
+    assert response.status_code == 201
+    assert upload(alice_client, "alice/quiet-bot", folder_files(lora_dir)).status_code == 201
+    assert [m.id for m in api.list_models(sort="downloads")] == [REPO, "alice/quiet-bot"]
+    assert [(m.id, m.downloads) for m in api.list_models(sort="downloads", limit=1)] == [(REPO, 2)]

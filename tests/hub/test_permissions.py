@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hub import services
-from tests.conftest import client_for
+from tests.factories import client_for
 from tests.utils import folder_files, upload
 
 pytestmark = pytest.mark.django_db
@@ -96,7 +96,10 @@ def test_token_secret_is_not_stored(alice):
     assert ApiToken.objects.filter(key_hash=services.token_hash(alice.token)).exists()
 
 
-def test_token_api_creates_and_revokes(alice_client):
+def test_token_api_creates_and_revokes(alice):
+    # From a session: the fixture's token has no `tokens` scope (see test_tokens.py).
+    alice_client = client_for()
+    alice_client.force_login(alice)
     created = alice_client.post("/api/v1/tokens/", {"name": "ci"}, format="json")
     assert created.status_code == 201
     secret = created.json()["token"]

@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import client_for, register_base
+from tests.factories import client_for, register_base, save_char_tokenizer
 from tests.utils import folder_files, upload
 
 SERVING_TASKS = {
     "version.created": [],
     "version.accepted": ["serving.version_accepted"],
     "version.deprecated": ["serving.version_deprecated"],
+    "version.withdrawn": ["serving.version_withdrawn"],
 }
-
-
-def _char_tokenizer(folder: Path, vocab_size: int) -> None:
-    """A character-level tokenizer filling the tiny model's 128-token vocabulary, with a chat template."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "\n": 3}
-    for code in range(32, 127):
-        vocab[chr(code)] = len(vocab)
-    extra = 0
-    while len(vocab) < vocab_size:
-        vocab[f"<x{extra}>"] = len(vocab)
-        extra += 1
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
-    tokenizer.decoder = decoders.Fuse()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-    fast.chat_template = (
-        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
-        "{% if add_generation_prompt %}<assistant>{% endif %}"
-    )
-    fast.save_pretrained(folder)
 
 
 @pytest.fixture(scope="session")
@@ -46,14 +27,14 @@ def served_base_dir(tiny_base_dir, tmp_path_factory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tests.conftest import TINY
+    from tests.factories import TINY
 
     # Same shapes as the shared tiny llama (its adapters fit), but weights large enough that
     # answers depend on the prompt and the adapter (at std 0.02 every answer is the same).
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-llama-served") / "model"
     LlamaForCausalLM(LlamaConfig(**TINY, initializer_range=0.5)).save_pretrained(folder)
-    _char_tokenizer(folder, TINY["vocab_size"])
+    save_char_tokenizer(folder, TINY["vocab_size"])
     return folder
 
 
@@ -94,7 +75,14 @@ def _serving_settings(settings, tmp_path):
         "p_tuning": "peft",
     }
     settings.PEFTHUB_VLLM_BASE_MODEL = "not-this-one"
-    settings.PEFTHUB_SERVING_ALLOW_ANONYMOUS = True
+    settings.PEFTHUB_SERVING_ANONYMOUS = True
+    # the gateway's limits count in the test Redis, under a prefix of this test's own;
+    # high enough that only the tests of the limits meet them
+    settings.PEFTHUB_SERVING_LIMITS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    settings.PEFTHUB_SERVING_LIMITS_PREFIX = f"pefthub-test-{uuid.uuid4().hex}"
+    settings.PEFTHUB_SERVING_RATE_TOKEN = settings.PEFTHUB_SERVING_RATE_ADDRESS = "10000/minute"
+    settings.PEFTHUB_SERVING_CONCURRENCY_TOKEN = settings.PEFTHUB_SERVING_CONCURRENCY_ADDRESS = 64
+    settings.PEFTHUB_METRICS_TOKEN = ""
 
 
 @pytest.fixture
@@ -104,9 +92,11 @@ def served_base(db, served_base_dir):
 
 @pytest.fixture
 def engine(served_base):
-    """The process's peft engine for the tiny llama, holding no adapters at the start."""
-    from serving.engines import get_engine
+    """The process's peft engine for the tiny llama, holding no adapters at the start (made
+    afresh: another test may have left one on another folder under the same base name)."""
+    from serving.engines import get_engine, reset_engines
 
+    reset_engines()
     engine = get_engine("peft", base_name="tiny-llama", base_path=Path(served_base.local_path))
     for name in list(engine.loaded()):
         engine.unload(name)
@@ -152,3 +142,31 @@ def live(served_base, alice, strong, engine):
     push(client, "alice/secret", strong["lora"], private=True)
     accept("alice/secret", 1)
     return repos
+
+
+@pytest.fixture(scope="session")
+def smol_loras(installed, tmp_path_factory) -> list[Path]:
+    """Four small LoRAs on SmolLM2 (r=8, q/v), with weights that visibly change its answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("smol-loras")
+    out = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_pretrained(installed.path, dtype=torch.float32)
+        peft_model = get_peft_model(
+            model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+        )
+        with torch.no_grad():
+            for name, param in peft_model.named_parameters():
+                if "lora_B" in name:
+                    param.copy_(torch.randn_like(param) * 0.1)
+        folder = root / f"lora{seed}"
+        peft_model.save_pretrained(folder)
+        config = json.loads((folder / "adapter_config.json").read_text())
+        config["base_model_name_or_path"] = "smollm2-135m-instruct"
+        (folder / "adapter_config.json").write_text(json.dumps(config))
+        out.append(folder)
+    return out

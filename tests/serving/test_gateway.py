@@ -46,7 +46,7 @@ def test_private_adapter_needs_a_members_token(live, anon_client, alice_client, 
 def test_bad_token_is_401_and_anonymous_can_be_turned_off(live, anon_client, settings):
     bad = Client(HTTP_AUTHORIZATION="Bearer nope")
     assert_openai_error(bad.get("/v1/models"), 401, "authentication_failed")
-    settings.PEFTHUB_SERVING_ALLOW_ANONYMOUS = False
+    settings.PEFTHUB_SERVING_ANONYMOUS = False
     assert anon_client.get("/v1/models").status_code == 401
 
 
@@ -216,11 +216,12 @@ def test_browser_session_with_csrf_header_streams(live, alice):
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
 
 
-def test_metrics_and_usage_count_requests_tokens_and_errors(live, alice_client, anon_client):
+def test_metrics_and_usage_count_requests_tokens_and_errors(live, alice_client, settings):
     for _ in range(2):
         assert complete(alice_client, "alice/lora", max_tokens=4).status_code == 200
     assert complete(alice_client, "alice/lora", echo=True, logprobs=1).status_code == 400
-    text = anon_client.get("/metrics").content.decode()
+    settings.PEFTHUB_METRICS_TOKEN = "scrape-secret"
+    text = Client(HTTP_AUTHORIZATION="Bearer scrape-secret").get("/metrics").content.decode()
     label = 'base_model="tiny-llama",model="alice/lora@v1"'
     assert f"pefthub_serving_requests_total{{{label}}} 3.0" in text
     assert f"pefthub_serving_errors_total{{{label}}} 1.0" in text

@@ -75,10 +75,10 @@ def test_unloaded_adapter_is_refused_and_unknown_params_are_errors(engine, stron
     engine.unload("a-1")
     with pytest.raises(EngineError) as info:
         complete(engine, "a-1", "hi")
-    assert info.value.status == 404
+    assert info.value.status_code == 404
     with pytest.raises(EngineError) as info:
         engine.openai("completions", {"model": "tiny-llama", "prompt": "hi", "echo": True, "logprobs": 1})
-    assert info.value.status == 400 and "not supported" in info.value.message
+    assert info.value.status_code == 400 and "not supported" in info.value.message
     with pytest.raises(EngineError) as info:
         engine.openai("completions", {"model": "tiny-llama", "prompt": "hi", "max_tokens": 1000})
     assert info.value.code == "context_length_exceeded"
@@ -142,4 +142,4 @@ def test_vllm_engine_refuses_prompt_logprob_requests_that_would_crash_it(tmp_pat
     for body in refused:
         with pytest.raises(EngineError) as info:
             engine.openai("completions", {"model": "b", **body})
-        assert info.value.status == 400, body
+        assert info.value.status_code == 400, body

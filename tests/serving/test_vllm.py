@@ -7,7 +7,6 @@ in file order. Requests go through the gateway (Django's live server) with the r
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import client_for
+from tests.factories import client_for
 
 from .conftest import accept
 
@@ -26,6 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 BASE = "smollm2-135m-instruct"
 MAX_CPU_LORAS = 3
+API_KEY = "slow-test-engine-key"
 PROMPTS = [
     "The capital of France is",
     "List three colours:",
@@ -38,34 +38,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def smol_loras(installed, tmp_path_factory) -> list[Path]:
-    """Four small LoRAs on SmolLM2 (r=8, q/v), with weights that visibly change its answers."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    root = tmp_path_factory.mktemp("smol-loras")
-    out = []
-    for seed in range(4):
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_pretrained(installed.path, dtype=torch.float32)
-        peft_model = get_peft_model(
-            model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-        )
-        with torch.no_grad():
-            for name, param in peft_model.named_parameters():
-                if "lora_B" in name:
-                    param.copy_(torch.randn_like(param) * 0.1)
-        folder = root / f"lora{seed}"
-        peft_model.save_pretrained(folder)
-        config = json.loads((folder / "adapter_config.json").read_text())
-        config["base_model_name_or_path"] = BASE
-        (folder / "adapter_config.json").write_text(json.dumps(config))
-        out.append(folder)
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +56,7 @@ def vllm_engine(installed, tmp_path_factory):
         dtype="float32",  # what the greedy comparisons need: bf16 answers vary with the batch
         state_dir=tmp_path_factory.mktemp("vllm-state"),
         startup_timeout=600,
+        api_key=API_KEY,  # what docker/compose.yml runs with: every call of the hub carries it
     )
     try:
         engine.start()
@@ -222,7 +195,21 @@ def test_least_recently_used_lora_is_evicted_and_reloaded(served, alice, smol_lo
     assert len(served.loaded()) == MAX_CPU_LORAS
 
 
+def test_vllm_refuses_calls_without_the_key(served):
+    import httpx
+
+    assert served.loaded() == set()  # the hub's own calls carry the key
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        with httpx.Client(base_url=served.url, headers=headers, timeout=30) as raw:
+            assert raw.get("/v1/models").status_code == 401
+            refused = raw.post("/v1/load_lora_adapter", json={"lora_name": "x", "lora_path": "/etc"})
+            assert refused.status_code == 401
+    assert served.healthy()  # /health needs no key (the supervisor's and compose's check)
+
+
 def test_prompt_logprob_requests_do_not_crash_the_engine(served, alice, smol_loras, live_server):
+    import openai
+
     _deploy(alice, "alice/one", smol_loras[0])
     with _openai(live_server, alice) as client, ThreadPoolExecutor(6) as pool:
 
@@ -233,6 +220,12 @@ def test_prompt_logprob_requests_do_not_crash_the_engine(served, alice, smol_lor
             return answer.choices[0].logprobs.token_logprobs
 
         results = list(pool.map(score, [BASE, "alice/one"] * 3))
+        # `prompt_logprobs: false` and `echo: true, logprobs: false` are prompt-logprob requests too
+        # (vLLM reads false as 0): several at once with n=2 crashed the engine before they were
+        # refused; now they are (n must be 1), and the engine is still up
+        for extra in ({"prompt_logprobs": False}, {"echo": True, "logprobs": False}):
+            with pytest.raises(openai.BadRequestError):
+                client.completions.create(model=BASE, prompt="The sky", max_tokens=1, n=2, extra_body=extra)
     assert all(len(r) >= 4 for r in results)
     assert served.healthy()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.test import TestCase
 
-from tests.conftest import client_for
+from tests.factories import client_for
 from tests.utils import folder_files, upload
 
 CHROMIUM = os.environ.get("PEFTHUB_CHROMIUM", "/usr/bin/chromium")
@@ -32,6 +32,16 @@ def suites(db):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Sign-in rate limits count in the cache: each test starts with none spent."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _web_settings(settings, tmp_path):
     """Serving in-process (the peft engine; no vLLM server in these tests), and hub events
     delivered to serving only: the tests below drive the evaluator's services themselves
@@ -41,6 +51,7 @@ def _web_settings(settings, tmp_path):
         "version.created": [],
         "version.accepted": ["serving.version_accepted"],
         "version.deprecated": ["serving.version_deprecated"],
+        "version.withdrawn": ["serving.version_withdrawn"],
     }
     settings.PEFTHUB_SERVING_DIR = tmp_path / "serving"
     settings.PEFTHUB_SERVING_ROUTES = {route: "peft" for route in settings.PEFTHUB_SERVING_ROUTES}
@@ -60,9 +71,11 @@ def push(tiny_base, lora_dir):
         )
         assert response.status_code in (201, 409), response.json()
         files = folder_files(folder or lora_dir)
-        # The README is part of the content hash: a card of its own keeps each push distinct
-        # (identical content would reuse another adapter's evaluation).
         files["README.md"] = (readme if readme is not None else f"# {full_name}\n").encode()
+        # A side file of its own keeps each push's answers distinct: the card is not part of
+        # the answers hash, so identical weights and config would reuse another adapter's
+        # evaluation (hub.validation.files.answers_hash).
+        files["notes.txt"] = f"{full_name}\n".encode()
         metadata.setdefault("license", "apache-2.0")
         response = upload(client, full_name, files, metadata=metadata)
         assert response.status_code in (200, 201), response.json()
@@ -123,7 +136,7 @@ def _samples(suite_dir: Path, task: str, right: list[bool]) -> list[dict]:
 
 
 class _Outcome:
-    def __init__(self, suite, right: dict[str, list[bool]]) -> None:
+    def __init__(self, suite, right: dict[str, list[bool]], *, rag: bool = False) -> None:
         lines, self.metrics = [], {}
         for task in suite.tasks:
             ok = right[task]
@@ -139,6 +152,10 @@ class _Outcome:
         self.requests = sum(len(v) for v in right.values())
         self.tokens = 100
         self.retrieved = {}
+        # a RAG arm's prompts carry passages: longer, and slower to read
+        self.questions = sum(len(v) for v in right.values())
+        self.prompt_tokens = self.questions * (400 if rag else 40)
+        self.model_seconds = self.questions * (0.05 if rag else 0.02)
 
 
 def _pattern(share: float, n: int = 4) -> list[bool]:
@@ -146,37 +163,45 @@ def _pattern(share: float, n: int = 4) -> list[bool]:
     return [i < right for i in range(n)]
 
 
+KEPT = {"base": 1.0, "adapter": 1.0}  # general-suite scores of an adapter that forgets nothing
+
+
 @pytest.fixture
 def evaluate(suites, monkeypatch):
     """``evaluate(version, {"base": .25, "base_rag": .75, "adapter": .5, "adapter_rag": .5},
     general={"base": 1, "adapter": .75})`` runs the job through the evaluator's services.
+    ``general`` has no default: each test says whether its adapter forgets (``KEPT``: no).
 
     The job is queued as usual, but no worker picks it up (as with a broker and no worker);
     the fixture plays the worker's part with lm-eval-shaped outcomes.
     """
-    from evaluator import services
+    from evaluator import lifecycle, planning, services
     from evaluator.models import EvaluationJob
     from evaluator.tasks import run_evaluation_job
 
     monkeypatch.setattr(run_evaluation_job, "apply_async", lambda *args, **kwargs: None)
 
     def evaluate(version, domain: dict[str, float], general: dict[str, float] | None = None, *, finish=True):
-        general = general or {"base": 1.0, "adapter": 1.0}
         (job,) = services.evaluation_request(version=version)
         if not finish:
             return job
-        services.job_start(job_id=job.pk)
+        if general is None:
+            raise TypeError("evaluate(): give the general suite's scores, general=KEPT or {'base': .., 'adapter': ..}")
+        lifecycle.job_start(job_id=job.pk)
         job = EvaluationJob.objects.select_related("suite", "version").get(pk=job.pk)
-        for planned in services.plan(job):
+        for planned in planning.plan(job):
             shares = domain if planned.suite.pk == job.suite_id else general
             right = {task: _pattern(shares[planned.arm]) for task in planned.suite.tasks}
-            services.arm_run_store(
-                key=services.run_key(job, planned), suite=planned.suite, job=job, outcome=_Outcome(planned.suite, right)
+            lifecycle.arm_run_store(
+                key=planning.run_key(job, planned),
+                suite=planned.suite,
+                job=job,
+                outcome=_Outcome(planned.suite, right, rag=planned.arm in planning.RAG_ARMS),
             )
         # The decision emits version.accepted after commit (serving deploys accepted versions);
         # run it now, as a real commit would.
         with TestCase.captureOnCommitCallbacks(execute=True):
-            return services.job_finish(job_id=job.pk)
+            return lifecycle.job_finish(job_id=job.pk)
 
     return evaluate
 

@@ -12,9 +12,9 @@ import shutil
 import pytest
 from django.urls import Resolver404, resolve
 
-from evaluator import services as eval_services
+from evaluator import lifecycle as eval_lifecycle
 from evaluator.models import EvaluationJob
-from tests.web.conftest import login, shot
+from tests.web.conftest import KEPT, login, shot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -25,9 +25,9 @@ WEAK = {"base": 0.0, "base_rag": 0.75, "adapter": 0.25, "adapter_rag": 0.5}
 @pytest.fixture
 def catalog(alice, bob, push, evaluate):
     good = push(alice, "alice/support-bot", task_tags=["qa"], readme="# Support bot\n\nKnows the Acme catalogue.")
-    evaluate(good, GOOD)
+    evaluate(good, GOOD, general=KEPT)
     weak = push(bob, "bob/weak-bot", task_tags=["chat"], license="mit")
-    evaluate(weak, WEAK)
+    evaluate(weak, WEAK, general=KEPT)
     push(bob, "bob/unscored", task_tags=["qa"])
     return {"good": good, "weak": weak}
 
@@ -115,22 +115,26 @@ def test_sort_the_leaderboard(page, catalog):
 
 
 def test_watch_a_running_evaluation_progress(page, alice, push, evaluate):
+    from playwright.sync_api import expect
+
     version = push(alice, "alice/training-bot")
     job = evaluate(version, GOOD, finish=False)
-    eval_services.job_start(job_id=job.pk)
-    eval_services.jobs_progress(job_ids=[job.pk], progress=0.1, current="acme-products · Base: acme_mc")
+    eval_lifecycle.job_start(job_id=job.pk)
+    eval_lifecycle.jobs_progress(job_ids=[job.pk], progress=0.1, current="acme-products · Base: acme_mc")
     page.goto("/evaluations/")
     cell = f"#job-{job.pk}-progress"
     assert "10.0%" in page.inner_text(cell)
     page.evaluate("window.sameDocument = true")
     shot(page, "queue-10")
-    eval_services.jobs_progress(job_ids=[job.pk], progress=0.6, current="acme-products · Adapter + RAG: acme_qa")
-    page.wait_for_function(f"document.querySelector('{cell}').innerText.includes('60.0%')")
+    eval_lifecycle.jobs_progress(job_ids=[job.pk], progress=0.6, current="acme-products · Adapter + RAG: acme_qa")
+    # Polled by Playwright's own world: a predicate string would be eval'd in the page, which
+    # the site's CSP (script-src 'self') forbids, as it should.
+    expect(page.locator(cell)).to_contain_text("60.0%", timeout=30_000)
     assert "Adapter + RAG: acme_qa" in page.inner_text(cell)
     assert page.evaluate("window.sameDocument") is True, "the page reloaded"
     shot(page, "queue-60")
-    eval_services.jobs_fail(job_ids=[job.pk], error="RuntimeError: out of memory")
-    page.wait_for_function(f"document.querySelector('{cell}').dataset.status === 'failed'")
+    eval_lifecycle.jobs_fail(job_ids=[job.pk], error="RuntimeError: out of memory")
+    expect(page.locator(cell)).to_have_attribute("data-status", "failed", timeout=30_000)
     assert page.get_attribute(cell, "hx-trigger") is None  # polling stops with the job
     assert EvaluationJob.objects.get(pk=job.pk).status == "failed"
 
@@ -147,7 +151,7 @@ def gateway_routed() -> bool:
 @pytest.fixture
 def live_adapter(alice, push, evaluate, suites):
     version = push(alice, "alice/live-bot")
-    evaluate(version, {"base": 0.0, "base_rag": 0.75, "adapter": 1.0, "adapter_rag": 1.0})
+    evaluate(version, {"base": 0.0, "base_rag": 0.75, "adapter": 1.0, "adapter_rag": 1.0}, general=KEPT)
     version.refresh_from_db()
     assert version.status == "accepted"
     return version
@@ -166,16 +170,12 @@ def ask(page, prompt: str, *, rag: bool = True) -> None:
 @pytest.fixture
 def served_tiny(tiny_base, request, settings):
     """The tiny llama re-registered with a tokenizer, so the in-process peft engine can answer."""
-    try:
-        from tests.serving.conftest import _char_tokenizer
-    except ImportError:
-        pytest.skip("tests/serving/conftest.py has no _char_tokenizer for the tiny model")
     from serving.engines.registry import reset_engines
-    from tests.conftest import TINY, register_base
+    from tests.factories import TINY, register_base, save_char_tokenizer
 
     folder = request.getfixturevalue("tmp_path") / "tiny-llama-served"
     shutil.copytree(tiny_base.local_path, folder)
-    _char_tokenizer(folder, TINY["vocab_size"])
+    save_char_tokenizer(folder, TINY["vocab_size"])
     reset_engines()  # engines are per process and base name: none may hold the tokenizer-less folder
     base = register_base(folder, "tiny-llama", "test-org/tiny-llama", "0" * 64)
     assert base.local_path == str(folder)

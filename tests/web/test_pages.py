@@ -9,6 +9,9 @@ from django.test import Client, TestCase
 
 from evaluator.models import EvaluationJob
 from hub.models import ApiToken
+from tests.web.conftest import KEPT
+
+FORGETS = {"base": 1.0, "adapter": 0.75}  # 25 points lost on the general suite
 
 pytestmark = pytest.mark.django_db
 
@@ -45,12 +48,12 @@ def title(response) -> str:
 def catalog(alice, bob, push, evaluate):
     """Three public adapters and a private one, two of them scored."""
     good = push(alice, "alice/support-bot", readme=SCRIPT_README, task_tags=["qa"], num_training_examples=200)
-    evaluate(good, {"base": 0.0, "base_rag": 0.75, "adapter": 0.75, "adapter_rag": 0.5})
+    evaluate(good, {"base": 0.0, "base_rag": 0.75, "adapter": 0.75, "adapter_rag": 0.5}, general=KEPT)
     weak = push(bob, "bob/weak-bot", task_tags=["chat"], license="mit")
-    evaluate(weak, {"base": 0.0, "base_rag": 0.75, "adapter": 0.25, "adapter_rag": 0.5})
+    evaluate(weak, {"base": 0.0, "base_rag": 0.75, "adapter": 0.25, "adapter_rag": 0.5}, general=FORGETS)
     push(bob, "bob/unscored", task_tags=["qa"])
     secret = push(alice, "alice/secret-bot", private=True, task_tags=["qa"])
-    evaluate(secret, {"base": 0.0, "base_rag": 0.75, "adapter": 1.0, "adapter_rag": 1.0})
+    evaluate(secret, {"base": 0.0, "base_rag": 0.75, "adapter": 1.0, "adapter_rag": 1.0}, general=KEPT)
     return {"good": good, "weak": weak, "secret": secret}
 
 
@@ -91,6 +94,30 @@ def test_catalog_search_filter_and_private_visibility(catalog, alice, bob):
     assert title(response) == "“weak” · Catalog · pefthub"
 
 
+def test_catalog_filter_lists_show_only_values_the_viewer_may_see(catalog, alice, bob, push):
+    """A private adapter's task tags and license are not offered to anyone who cannot see it."""
+    push(alice, "alice/hidden-bot", private=True, task_tags=["secret-project"], license="acme-internal-1.0")
+
+    def options(client) -> tuple[set[str], set[str]]:
+        body = client.get("/adapters/").content.decode()
+        select = {
+            name: set(
+                re.findall(
+                    r'<option value="([^"]*)"', re.search(rf'<select name="{name}".*?</select>', body, re.S).group(0)
+                )
+            )
+            for name in ("task", "license")
+        }
+        return select["task"], select["license"]
+
+    for outsider in (browser_for(), browser_for(bob)):
+        tasks, licenses = options(outsider)
+        assert {"qa", "chat"} <= tasks and "secret-project" not in tasks
+        assert {"apache-2.0", "mit"} <= licenses and "acme-internal-1.0" not in licenses
+    tasks, licenses = options(browser_for(alice))
+    assert "secret-project" in tasks and "acme-internal-1.0" in licenses
+
+
 def test_catalog_sorts_by_score_recency_and_size(catalog, alice, push, lora_dir_2):
     push(alice, "alice/big-bot", folder=lora_dir_2)
     anon = browser_for()
@@ -101,6 +128,16 @@ def test_catalog_sorts_by_score_recency_and_size(catalog, alice, push, lora_dir_
     assert names(anon.get("/adapters/", {"sort": "size"}))[-1] == "alice/big-bot"
     shown = anon.get("/adapters/", {"sort": "-score"}).content.decode()
     assert "75.0%" in shown and "25.0%" in shown
+
+
+def test_catalog_sorts_by_downloads_and_pages_show_them(catalog):
+    anon = browser_for()
+    for _ in range(2):
+        assert anon.get("/api/v1/adapters/bob/unscored/versions/1/files/adapter_config.json").status_code == 200
+    assert names(anon.get("/adapters/", {"sort": "-downloads"}))[0] == "bob/unscored"
+    assert "2 downloads" in anon.get("/adapters/", {"sort": "-downloads"}).content.decode()
+    page = anon.get("/adapters/bob/unscored/").content.decode()
+    assert re.search(r'<dd id="downloads">2 of v1 · 2 in all</dd>', page)
 
 
 def test_catalog_paginates(alice, push, monkeypatch):
@@ -117,6 +154,22 @@ def test_catalog_paginates(alice, push, monkeypatch):
 
 
 # --- the adapter page ----------------------------------------------------------------------------
+def test_adapter_page_shows_each_versions_commit_title_and_description(catalog):
+    from hub.models import AdapterVersion
+
+    version = AdapterVersion.objects.get(adapter__namespace__name="bob", adapter__name="unscored", number=1)
+    version.commit_title = "Retrain on <the> March tickets"
+    version.commit_description = "Two more epochs.\nSame data."
+    version.save(update_fields=["commit_title", "commit_description"])
+    page = browser_for().get("/adapters/bob/unscored/").content.decode()
+    assert (
+        '<dd id="commit"><strong>Retrain on &lt;the&gt; March tickets</strong><br>Two more epochs.<br>Same data.</dd>'
+        in page
+    )
+    versions = page[page.index('id="versions"') : page.index('id="files"')]
+    assert "<td>Retrain on &lt;the&gt; March tickets</td>" in versions
+
+
 def test_adapter_page_sanitises_the_uploaded_readme(catalog):
     response = browser_for().get("/adapters/alice/support-bot/")
     assert response.status_code == 200
@@ -174,10 +227,23 @@ def test_adapter_page_shows_the_four_arms_forgetting_and_reasons(catalog):
     assert rows == {"base": "0.0%", "base_rag": "75.0%", "adapter": "75.0%", "adapter_rag": "50.0%"}
     assert "± 21.7" in arms  # stderr of 3/4 right: sqrt(.75 * .25 / 4)
     assert "Gain over the base model</dt><dd>+75.0 pts" in body
+    # a paired bootstrap over the 8 questions: the base got none, the adapter 6
+    assert re.search(r'data-interval="gain_over_base">95% interval \+\d+\.\d pts to \+100\.0 pts<', body)
+    assert 'data-interval="forgetting">95% interval +0.0 pts to +0.0 pts<' in body
+    assert 'data-flag="no-op"' not in body
     assert "Gain over RAG (base + retrieval)</dt><dd>+0.0 pts" in body
     assert "Forgetting on General ability" in body
     assert "ok: domain score 75.0% (minimum 35.0%)" in body
-    assert re.search(r"(ok|failed): forgetting on the general suite", body)
+    assert (
+        "ok: forgetting on the general suite +0.0 pts, 95% interval +0.0 pts to +0.0 pts (upper bound maximum +5.0 pts)"
+        in body
+    )
+    weak = browser_for().get("/adapters/bob/weak-bot/").content.decode()
+    assert re.search(
+        r"failed: forgetting on the general suite \+25\.0 pts, 95% interval \+0\.0 pts to \+\d+\.\d pts "
+        r"\(upper bound maximum \+5\.0 pts\)",
+        weak,
+    )
     assert 'id="chart-data-' in body and "chart.umd.min.js" in body
 
 
@@ -211,6 +277,12 @@ def test_leaderboard_sorts_filters_exports_and_hides_private(catalog, alice):
     assert response.status_code == 200
     assert title(response) == "Leaderboard: Acme product catalogue · pefthub"
     assert leaderboard_rows(response) == ["alice/support-bot", "bob/weak-bot"]
+    body = response.content.decode()  # each difference with its 95% interval
+    assert 'data-interval="forgetting" title="paired bootstrap 95% interval">+0.0 pts to +0.0 pts<' in body
+    # bob's adapter forgets one general question in four: the interval reaches above zero
+    assert re.search(
+        r'data-interval="forgetting" title="paired bootstrap 95% interval">\+0\.0 pts to \+[1-9]\d\.\d pts<', body
+    )
     assert leaderboard_rows(anon.get("/leaderboard/", {"ordering": "average"})) == ["bob/weak-bot", "alice/support-bot"]
     by_task = anon.get("/leaderboard/", {"ordering": "-acme_qa:answer_match", "accepted": "on"})
     assert leaderboard_rows(by_task) == ["alice/support-bot"]
@@ -232,12 +304,12 @@ def test_leaderboard_sorts_filters_exports_and_hides_private(catalog, alice):
 # --- evaluation queue ----------------------------------------------------------------------------
 @pytest.fixture
 def running_job(alice, push, evaluate):
-    from evaluator import services
+    from evaluator import lifecycle
 
     version = push(alice, "alice/training-bot")
     job = evaluate(version, {}, finish=False)
-    services.job_start(job_id=job.pk)
-    services.jobs_progress(job_ids=[job.pk], progress=0.25, current="acme-products · Base: acme_mc")
+    lifecycle.job_start(job_id=job.pk)
+    lifecycle.jobs_progress(job_ids=[job.pk], progress=0.25, current="acme-products · Base: acme_mc")
     return job
 
 
@@ -251,9 +323,9 @@ def test_queue_lists_jobs_with_live_progress(catalog, running_job):
     assert "Running (1)" in body and "Finished (2)" in body  # the private job is not counted
     partial = browser_for().get(f"/evaluations/{running_job.pk}/progress/")
     assert "<html" not in partial.content.decode() and "25.0%" in partial.content.decode()
-    from evaluator import services
+    from evaluator import lifecycle
 
-    services.jobs_progress(job_ids=[running_job.pk], progress=0.5, current="acme-products · Adapter")
+    lifecycle.jobs_progress(job_ids=[running_job.pk], progress=0.5, current="acme-products · Adapter")
     assert "50.0%" in browser_for().get(f"/evaluations/{running_job.pk}/progress/").content.decode()
     only_running = browser_for().get("/evaluations/", {"status": "running"}).content.decode()
     assert only_running.count('<tr data-job="') == 1
@@ -287,7 +359,7 @@ def test_owner_cancels_and_reruns_but_others_cannot(running_job, alice, bob):
     assert other.post(f"/evaluations/{running_job.pk}/rerun/").status_code == 403
     owner.post(f"/evaluations/{running_job.pk}/rerun/", {"next": "https://evil.example/"})
     new = EvaluationJob.objects.exclude(pk=running_job.pk).get(version=running_job.version)
-    assert new.status == "pending" and new.summary["rerun_of"] == running_job.pk
+    assert new.status == "pending" and new.rerun_of_id == running_job.pk
     assert owner.get(f"/evaluations/{running_job.pk}/cancel/").status_code == 405
 
 
@@ -351,7 +423,7 @@ def test_create_namespace_and_adapter_from_the_browser(alice, bob):
 # --- playground --------------------------------------------------------------------------------
 def test_playground_offers_live_adapters_and_retrieves_for_rag(catalog, alice, push, evaluate):
     live = push(alice, "alice/live-bot")
-    evaluate(live, {"base": 0.0, "base_rag": 0.75, "adapter": 1.0, "adapter_rag": 1.0})
+    evaluate(live, {"base": 0.0, "base_rag": 0.75, "adapter": 1.0, "adapter_rag": 1.0}, general=KEPT)
     live.refresh_from_db()
     assert live.status == "accepted"
     response = browser_for().get("/playground/")
@@ -381,6 +453,29 @@ def test_playground_offers_live_adapters_and_retrieves_for_rag(catalog, alice, p
     assert data["prompt"].endswith("Question: What does the Quillfen Kettle cost?")
     assert browser_for().get("/playground/retrieve/", {"suite": "nope", "q": "x"}).status_code == 404
     assert browser_for().get("/playground/retrieve/", {"suite": "acme-products"}).status_code == 400
+
+
+def test_the_playground_filters_by_base_model(catalog, tiny_base_dir):
+    from tests.factories import register_base
+
+    register_base(tiny_base_dir, "other-base", "test-org/other-base", "1" * 64)
+    everything = browser_for().get("/playground/").content.decode()
+    assert '<option value="other-base">other-base</option>' in everything
+    assert 'value="other-base" data-kind="base"' in everything and 'value="alice/support-bot@v1"' in everything
+
+    other = browser_for().get("/playground/", {"base": "other-base"}).content.decode()
+    assert 'value="other-base" data-kind="base"' in other
+    assert 'value="tiny-llama" data-kind="base"' not in other
+    assert 'value="alice/support-bot@v1"' not in other  # made for tiny-llama
+    assert '<option value="other-base" selected>' in other
+
+    by_alias = browser_for().get("/playground/", {"base": "test-org/tiny-llama"}).content.decode()
+    assert 'value="alice/support-bot@v1" data-kind="adapter" data-base="tiny-llama"' in by_alias
+    assert 'value="other-base" data-kind="base"' not in by_alias
+
+    unknown = browser_for().get("/playground/", {"base": "nope"}).content.decode()
+    assert "No base model is named <code>nope</code>" in unknown
+    assert 'data-kind="base"' not in unknown
 
 
 def test_every_page_has_a_title_and_a_viewport(catalog, alice):

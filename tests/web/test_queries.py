@@ -7,9 +7,11 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from evaluator import lifecycle as eval_lifecycle
 from evaluator import services as eval_services
 from evaluator.models import EvaluationJob
 from hub import services as hub_services
+from tests.web.conftest import KEPT
 
 pytestmark = pytest.mark.django_db
 
@@ -32,11 +34,11 @@ def grow(alice, push, evaluate):
         for _ in range(n):
             i = len(made)
             version = push(alice, f"alice/bot-{i}", task_tags=["qa", f"t{i}"], private=i % 2 == 1)
-            evaluate(version, SCORES)
+            evaluate(version, SCORES, general=KEPT)
             job = EvaluationJob.objects.get(version=version)
             rerun = eval_services.evaluation_rerun(job=job, user=alice)
-            eval_services.job_start(job_id=rerun.pk)
-            eval_services.jobs_progress(job_ids=[rerun.pk], progress=0.3, current="x")
+            eval_lifecycle.job_start(job_id=rerun.pk)
+            eval_lifecycle.jobs_progress(job_ids=[rerun.pk], progress=0.3, current="x")
             hub_services.api_token_create(user=alice, name=f"token-{i}")
             made.append(version)
 
@@ -64,12 +66,12 @@ def test_list_pages_run_a_constant_number_of_queries(url, grow, alice):
 def test_adapter_page_and_samples_do_not_grow_with_versions(alice, push, evaluate, django_assert_max_num_queries):
     client = Client()
     version = push(alice, "alice/many", readme="# one")
-    evaluate(version, SCORES)
+    evaluate(version, SCORES, general=KEPT)
     first = queries(client, "/adapters/alice/many/")
     for i in range(4):
         latest = push(alice, "alice/many", readme=f"# version {i + 2}")
         hub_services.alias_set(adapter=latest.adapter, name=f"alias-{i}", version=latest, user=alice)
-    evaluate(latest, SCORES)
+    evaluate(latest, SCORES, general=KEPT)
     many = queries(client, "/adapters/alice/many/")
     print(f"/adapters/alice/many/: {first} queries with 1 version, {many} with 5")
     assert many == first

@@ -12,7 +12,6 @@ from evaluator import services
 from evaluator.models import EvaluationJob
 
 # The evaluator's tiny chat model and its LoRA (fixtures, imported so this module can use them).
-from tests.evaluator.conftest import eval_settings, tiny_chat_base, tiny_chat_dir, tiny_chat_lora_dir  # noqa: F401
 from tests.utils import folder_files, upload
 
 pytestmark = pytest.mark.django_db

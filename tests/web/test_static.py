@@ -8,12 +8,14 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
+from tests.web.conftest import KEPT
+
 pytestmark = pytest.mark.django_db
 
 
 def test_pages_load_their_vendored_libraries_through_whitenoise(settings, tmp_path, alice, push, evaluate):
     version = push(alice, "alice/support-bot")
-    evaluate(version, {"base": 0.0, "base_rag": 0.75, "adapter": 0.75, "adapter_rag": 0.5})
+    evaluate(version, {"base": 0.0, "base_rag": 0.75, "adapter": 0.75, "adapter_rag": 0.5}, general=KEPT)
     settings.STATIC_ROOT = tmp_path / "static"
     settings.STORAGES = {
         **settings.STORAGES,

@@ -1,13 +1,17 @@
-"""Signed-in pages: API tokens, new namespaces and new adapters, all through hub services."""
+"""Sign-in (rate-limited) and the signed-in pages: API tokens, new namespaces and new adapters,
+all through hub services."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django_ratelimit.core import is_ratelimited
 
 from hub import selectors as hub_selectors
 from hub import services as hub_services
@@ -16,6 +20,44 @@ from hub.exceptions import HubError
 from .. import selectors
 from ..forms import AdapterCreateForm, NamespaceCreateForm, TokenCreateForm
 from .common import hub_errors
+
+
+def _username_key(group: str, request: HttpRequest) -> str:
+    return request.POST.get("username", "").strip().lower()
+
+
+class LoginView(auth_views.LoginView):
+    """Django's sign-in, with attempts limited per client address and per username.
+
+    django-ratelimit counts every attempt (a right password too) in the cache, per
+    fixed window. Over either limit, the password is not even checked: the page says
+    when to try again, with 429 and ``Retry-After``.
+    """
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        limits = [
+            ("login-address", "ip", settings.PEFTHUB_LOGIN_RATE_PER_ADDRESS),
+            ("login-username", _username_key, settings.PEFTHUB_LOGIN_RATE_PER_USERNAME),
+        ]
+        # Both counters move on every attempt, so neither can be reset by alternating.
+        limited = [is_ratelimited(request, group=g, key=k, rate=r, increment=True) for g, k, r in limits]
+        if not any(limited):
+            return super().post(request, *args, **kwargs)
+        window = max(_window_seconds(rate) for (_, _, rate), hit in zip(limits, limited, strict=True) if hit)
+        form = self.get_form_class()(request, initial={"username": request.POST.get("username", "")})
+        message = f"Too many sign-in attempts. Wait at most {window} seconds, then try again."
+        response = self.render_to_response(self.get_context_data(form=form, limited=message), status=429)
+        response["Retry-After"] = str(window)
+        return response
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _window_seconds(rate: str) -> int:
+    """The window of a django-ratelimit rate such as ``5/m`` or ``100/2h``, in seconds."""
+    period = rate.partition("/")[2]
+    return int(period[:-1] or 1) * _UNITS[period[-1]]
 
 
 def _add_error(form, exc: HubError) -> None:

@@ -8,12 +8,15 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from evaluator import selectors as eval_selectors
+from evaluator.comparable import group_rows
 from evaluator.selectors import LEADERBOARD_COLUMNS, LEADERBOARD_ORDERINGS
 from hub import selectors as hub_selectors
 from hub.exceptions import NotFound
+from hub.filters import DEFAULT_ORDERING
+from hub.pagination import IdsFirstPaginator
 
 from .. import selectors
-from ..forms import LEADERBOARD_X_AXES, CatalogForm, LeaderboardForm
+from ..forms import LEADERBOARD_X_AXES, CatalogPageFilters, LeaderboardForm
 from ..markdown import render_card
 from .common import hub_errors, query_without
 
@@ -22,13 +25,11 @@ SAMPLES_PAGE_SIZE = 25
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    filters = hub_selectors.CatalogFilters()
-    adapters = selectors.catalog(user=request.user, filters=filters, sort="-updated")[:10]
     return render(
         request,
         "web/home.html",
         {
-            "adapters": adapters,
+            "adapters": selectors.catalog(user=request.user)[:10],
             "base_models": hub_selectors.base_model_list(),
             "suites": selectors.leaderboard_suites(),
         },
@@ -36,29 +37,20 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def catalog(request: HttpRequest) -> HttpResponse:
-    form = CatalogForm(request.GET or None)
-    data = form.cleaned_data if form.is_valid() else {}
-    sort = data.get("sort") or "-updated"
-    filters = hub_selectors.CatalogFilters(
-        q=data.get("q", ""),
-        namespace=data.get("namespace", ""),
-        base_model=data.get("base_model", ""),
-        method=data.get("method", ""),
-        task=data.get("task", ""),
-        license=data.get("license", ""),
-        status=data.get("status", ""),
-        ordering=sort if sort in hub_selectors.ORDERINGS else "-updated",
-    )
-    adapters = selectors.catalog(user=request.user, filters=filters, sort=sort)
-    page = Paginator(adapters, CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
+    filters = CatalogPageFilters(request.GET, queryset=selectors.catalog(user=request.user))
+    # An invalid value (an unknown method, say) is shown with the form; nothing is filtered.
+    valid = filters.is_valid()
+    data = filters.form.cleaned_data if valid else {}
+    adapters = filters.qs if valid else filters.queryset
+    page = IdsFirstPaginator(adapters, CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "web/catalog.html",
         {
-            "form": form,
+            "form": filters.form,
             "page": page,
-            "facets": selectors.catalog_facets(),
-            "sort": sort,
+            "facets": selectors.catalog_facets(user=request.user),
+            "sort": data.get("sort") or DEFAULT_ORDERING,
             "sorts": selectors.CATALOG_SORTS,
             "filtered": any(v for k, v in data.items() if k != "sort"),
             "query": query_without(request, "page"),
@@ -125,6 +117,23 @@ def samples(request: HttpRequest, namespace: str, name: str, ref: str, job_id: i
     )
 
 
+@hub_errors
+def decision(request: HttpRequest, slug: str) -> HttpResponse:
+    """RAG or fine-tuning on one suite, from its stored runs (the JSON: the API's twin)."""
+    from evaluator.decision import decision as suite_decision
+
+    suite = eval_selectors.suite_get(slug=slug)
+    return render(
+        request,
+        "web/decision.html",
+        {
+            "suite": suite,
+            "d": suite_decision(user=request.user, suite=suite),
+            "api": reverse("evaluator:suite-decision", kwargs={"slug": suite.slug}),
+        },
+    )
+
+
 def leaderboard(request: HttpRequest) -> HttpResponse:
     form = LeaderboardForm(request.GET or None)
     data = form.cleaned_data if form.is_valid() else {}
@@ -149,6 +158,7 @@ def leaderboard(request: HttpRequest) -> HttpResponse:
             rows = selectors.leaderboard_sort(rows, ordering)
     x_axis = data.get("x") or "size_bytes"
     columns = [
+        ("rank", "#"),
         ("adapter", "Adapter"),
         ("version", "Version"),
         ("method", "Method"),
@@ -187,6 +197,7 @@ def leaderboard(request: HttpRequest) -> HttpResponse:
             "suites": suites,
             "suite": suite,
             "rows": rows,
+            "groups": group_rows(rows),
             "columns": columns,
             "ordering": ordering,
             "query": query_without(request, "ordering"),

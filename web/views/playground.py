@@ -52,13 +52,16 @@ def gateway_routed() -> bool:
 
 
 def playground(request: HttpRequest) -> HttpResponse:
-    bases, adapters = selectors.playground_models(user=request.user)
+    chosen = request.GET.get("base", "").strip()
+    bases, adapters = selectors.playground_models(user=request.user, base=chosen)
     return render(
         request,
         "web/playground.html",
         {
             "adapters": adapters,
             "base_models": bases,
+            "base_choices": selectors.base_model_names(),
+            "chosen_base": chosen,
             "suites": selectors.rag_suites(),
             "gateway": gateway_routed(),
         },

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from evaluator.services import jobs_requeue_stale
+from evaluator.tasks import jobs_requeue_stale
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from hub.services import blobs_collect_garbage
+from hub.storage.gc import blobs_collect_garbage, upload_temp_collect_garbage
 
 
 class Command(BaseCommand):
@@ -18,3 +18,9 @@ class Command(BaseCommand):
         self.stdout.write(f"{verb} {len(removed)} blob(s)")
         for sha in removed:
             self.stdout.write(f"  {sha}")
+        from hub.hf.lfs import staged_collect_garbage
+
+        staged = staged_collect_garbage(grace_seconds=grace, dry_run=dry_run)
+        self.stdout.write(f"{verb} {len(staged)} staged LFS object(s) no commit took")
+        spooled = upload_temp_collect_garbage(grace_seconds=grace, dry_run=dry_run)
+        self.stdout.write(f"{verb} {len(spooled)} upload temp file(s) a killed web process left")

@@ -147,3 +147,16 @@ def test_regex_that_could_backtrack_forever_is_refused(lora: Upload, tiny_spec: 
 def test_rank_pattern_keys_are_checked_as_regexes(lora: Upload, tiny_spec: BaseModelSpec) -> None:
     error = reject(lora.with_config(rank_pattern={"(q|k)+)": 2}), tiny_spec)
     assert error.field == "rank_pattern" and "not a valid regular expression" in error.message
+
+
+@pytest.mark.parametrize("value", [float("-inf"), 1.5, {}], ids=["-inf", "float", "object"])
+def test_layers_to_transform_of_the_wrong_type_is_refused(lora: Upload, tiny_spec: BaseModelSpec, value) -> None:
+    """Found by tests/hub/test_fuzz.py: a float crashed the check with TypeError."""
+    error = reject(lora.with_config(layers_to_transform=value), tiny_spec)
+    assert error.field == "layers_to_transform"
+
+
+def test_config_with_a_huge_integer_is_refused(lora: Upload, tiny_spec: BaseModelSpec) -> None:
+    """json.loads raises a bare ValueError for integers past 4300 digits (issue 16 fuzzing)."""
+    upload = lora.with_file(CONFIG, b'{"peft_type": "LORA", "r": ' + b"9" * 5000 + b"}")
+    assert "not a config peft wrote" in reject(upload, tiny_spec).message

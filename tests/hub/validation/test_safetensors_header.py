@@ -171,3 +171,9 @@ def test_parser_agrees_with_safetensors_on_real_adapter(lora: Upload, tmp_path) 
         for name in f.keys():  # noqa: SIM118 - safe_open is not a Mapping
             assert list(tensors[name].shape) == list(f.get_slice(name).get_shape())
             assert tensors[name].dtype == f.get_slice(name).get_dtype()
+
+
+def test_deeply_nested_header_is_refused() -> None:
+    """json.loads recurses per level: 10^5 `[` raised RecursionError, not a refusal (issue 16 fuzzing)."""
+    raw = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert "nested too deeply" in rejected(struct.pack("<Q", len(raw)) + raw).message

@@ -15,8 +15,7 @@ import pytest
 
 from hub.exceptions import UploadRejected
 from hub.specs import BaseModelSpec
-from tests.hub.validation.builders import CONFIG, WEIGHTS, Upload, renamed
-from tests.hub.validation.conftest import new_llama, save_adapter, spec_from_model
+from tests.hub.validation.builders import CONFIG, WEIGHTS, Upload, new_llama, renamed, save_adapter, spec_from_model
 
 SMOLLM2 = dict(
     hidden_size=576,

@@ -1,0 +1,1 @@
+"""Where versions' bytes live: content-addressed blobs, uploaded archives, downloads, materialized folders."""
