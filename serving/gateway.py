@@ -39,7 +39,6 @@ from hub.exceptions import HubError
 from . import dispatch, selectors, services, throttle
 from .allowlist import request_body
 from .exceptions import EngineError, ModelNotFound, ServingError
-from .throttle import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +69,9 @@ def openai_exception_handler(exc, context):
     response = Response(_openai_error(status, message, code, param), status=status)
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="pefthub"'
-    if isinstance(exc, RateLimited):
-        response["Retry-After"] = str(exc.retry_after)
+    retry_after = getattr(exc, "retry_after", None)  # RateLimited, EngineBusy
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
     return response
 
 

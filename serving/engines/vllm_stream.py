@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .vllm_engine import VLLMEngine
+    from .vllm_gate import Held
 
 # One client per (event loop, engine): an httpx.AsyncClient's connections belong to a loop.
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
@@ -48,13 +49,22 @@ def _client(engine: VLLMEngine) -> httpx.AsyncClient:
     return client
 
 
-def open_stream(engine: VLLMEngine, path: str, body: dict[str, Any], model: str) -> AsyncIterator[dict[str, Any]]:
+def open_stream(
+    engine: VLLMEngine, path: str, body: dict[str, Any], model: str, held: Held
+) -> AsyncIterator[dict[str, Any]]:
     """From a synchronous thread under ASGI: send ``body``, wait for the answer's status, and
-    return its chunks as an async iterator for the event loop (an ``EngineError`` if refused)."""
-    return async_to_sync(_open)(engine, path, body, model)
+    return its chunks as an async iterator for the event loop (an ``EngineError`` if refused).
+    ``held`` (the engine's gate) is released when the stream ends, or at once if refused."""
+    try:
+        return async_to_sync(_open)(engine, path, body, model, held)
+    except BaseException:
+        held.release()
+        raise
 
 
-async def _open(engine: VLLMEngine, path: str, body: dict[str, Any], model: str) -> AsyncIterator[dict[str, Any]]:
+async def _open(
+    engine: VLLMEngine, path: str, body: dict[str, Any], model: str, held: Held
+) -> AsyncIterator[dict[str, Any]]:
     import httpx
 
     from .vllm_engine import _error
@@ -68,10 +78,10 @@ async def _open(engine: VLLMEngine, path: str, body: dict[str, Any], model: str)
         await response.aread()
         await response.aclose()
         raise _error(response, model)
-    return _chunks(response)
+    return _chunks(response, held)
 
 
-async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+async def _chunks(response: httpx.Response, held: Held) -> AsyncIterator[dict[str, Any]]:
     import httpx
 
     try:
@@ -87,4 +97,5 @@ async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
     except httpx.TransportError as exc:
         raise EngineUnavailable(f"the vLLM engine dropped the stream ({exc.__class__.__name__})")
     finally:
+        held.release()
         await response.aclose()

