@@ -6,7 +6,7 @@ and Django's app registry see them all.
 
 from .accounts import ApiToken, Membership, Namespace, default_token_scopes
 from .adapters import Adapter, AdapterVersion, Alias, Blob, TaskTag, VersionFile
-from .basemodels import BaseModel, BaseModelAlias, BaseModelRevision
+from .basemodels import BaseModel, BaseModelAlias, BaseModelRevision, Geometry
 from .common import TimeStamped
 from .events import AuditEvent, OutboxEvent
 
@@ -20,6 +20,7 @@ __all__ = [
     "BaseModelAlias",
     "BaseModelRevision",
     "Blob",
+    "Geometry",
     "Membership",
     "Namespace",
     "OutboxEvent",

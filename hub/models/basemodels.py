@@ -8,15 +8,11 @@ from django.db.models.functions import Lower
 from .common import TimeStamped
 
 
-class BaseModel(TimeStamped):
-    """A base model adapters are trained on; its module shapes validate every upload."""
+class Geometry(models.Model):
+    """What uploads are checked against: a base's architecture and the shape of its modules,
+    for the current revision (:class:`BaseModel`) and for each one kept (:class:`BaseModelRevision`)."""
 
-    name = models.SlugField(max_length=100, unique=True)
-    display_name = models.CharField(max_length=200)
     architecture = models.CharField(max_length=100)
-    revision = models.CharField(max_length=64, help_text="sha256 over the weights folder")
-    license = models.CharField(max_length=100, blank=True)
-    local_path = models.CharField(max_length=500, help_text="HF folder the workers load")
     hidden_size = models.PositiveIntegerField()
     num_layers = models.PositiveIntegerField()
     num_attention_heads = models.PositiveIntegerField()
@@ -24,8 +20,21 @@ class BaseModel(TimeStamped):
     vocab_size = models.PositiveIntegerField()
     # {"model.layers.0.self_attn.q_proj": ["linear", 576, 576], ...}
     modules = models.JSONField(default=dict)
-    config = models.JSONField(default=dict, help_text="the model's config.json")
     chat_template = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class BaseModel(TimeStamped, Geometry):
+    """A base model adapters are trained on; its module shapes validate every upload."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    display_name = models.CharField(max_length=200)
+    revision = models.CharField(max_length=64, help_text="sha256 over the weights folder")
+    license = models.CharField(max_length=100, blank=True)
+    local_path = models.CharField(max_length=500, help_text="HF folder the workers load")
+    config = models.JSONField(default=dict, help_text="the model's config.json")
 
     class Meta:
         ordering = ["name"]
@@ -34,7 +43,7 @@ class BaseModel(TimeStamped):
         return self.name
 
 
-class BaseModelRevision(TimeStamped):
+class BaseModelRevision(TimeStamped, Geometry):
     """One revision of a base model's weights, kept for the adapter versions validated on it.
 
     The base model row describes its current revision (what new uploads are checked
@@ -45,15 +54,7 @@ class BaseModelRevision(TimeStamped):
     base_model = models.ForeignKey(BaseModel, on_delete=models.CASCADE, related_name="revisions")
     revision = models.CharField(max_length=64, help_text="sha256 over the weights folder")
     local_path = models.CharField(max_length=500, help_text="HF folder of this revision")
-    architecture = models.CharField(max_length=100)
-    hidden_size = models.PositiveIntegerField()
-    num_layers = models.PositiveIntegerField()
-    num_attention_heads = models.PositiveIntegerField()
-    num_key_value_heads = models.PositiveIntegerField()
-    vocab_size = models.PositiveIntegerField()
-    modules = models.JSONField(default=dict)
     config = models.JSONField(default=dict)
-    chat_template = models.TextField(blank=True)
     # {"model.safetensors": {"sha256": ..., "size": ...}, ...}: what the HF protocol lists
     # and serves (hub.hf.api); empty until first needed for a revision added before it.
     files = models.JSONField(default=dict, blank=True, help_text="the revision folder's files, digests and sizes")
