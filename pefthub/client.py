@@ -6,25 +6,22 @@ them, retries what is safe to retry and raises :mod:`pefthub.errors` exceptions.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
-import requests
 from tqdm.auto import tqdm
 
 from . import evaluation
-from .card import training_card
-from .errors import ConflictError, ConnectionFailed, NotFoundError, PefthubError
+from .errors import ConflictError, NotFoundError, PefthubError
 from .files import select_files, sha256_file
-from .http import HttpClient, reason
+from .http import HttpClient
 from .multipart import MultipartBody, Part
 from .repo import RepoId, adapter_path, as_repo, version_path
 from .results import EvaluationStatus, PullResult, PushResult
+from .transfer import download_file, push_parts
 from .types import Adapter, Alias, EvaluationJob, Version, Whoami
 
 
@@ -192,14 +189,7 @@ class Client(HttpClient):
         paths = select_files(folder, files)
         if create:
             self.create_adapter(rid, private=private, description=description, exist_ok=True)
-        fields: list[Part] = []
-        if base_model:
-            fields.append(Part("base_model", value=base_model))
-        card = training_card(folder, metadata)
-        if card:
-            fields.append(Part("metadata", value=json.dumps(card)))
-        fields.extend(Part("aliases", value=alias) for alias in aliases)
-        parts = fields + [Part("files", path=p, filename=p.name) for p in paths]
+        parts = push_parts(folder, paths, base_model=base_model, metadata=metadata, aliases=aliases)
 
         # Every body has the same length (the boundary's length is fixed), so the bar's
         # total is known before the first try.
@@ -296,7 +286,8 @@ class Client(HttpClient):
         )
         try:
             for entry in todo:
-                self._download(rid, number, entry["path"], entry["sha256"], target, bar)
+                url = f"{adapter_path(rid)}/versions/{number}/files/{quote(entry['path'])}"
+                download_file(self, url, name=entry["path"], sha256=entry["sha256"], target=target, bar=bar)
         finally:
             bar.close()
         return PullResult(
@@ -306,35 +297,6 @@ class Client(HttpClient):
             files=[e["path"] for e in entries],
             downloaded=[e["path"] for e in todo],
         )
-
-    def _download(self, rid: RepoId, number: int, name: str, sha256: str, target: Path, bar: tqdm) -> None:
-        url = f"{adapter_path(rid)}/versions/{number}/files/{quote(name)}"
-        partial = target / f".{name}.part"
-        tries = 1 + self.retries
-        for attempt in range(1, tries + 1):
-            start = bar.n
-            digest = hashlib.sha256()
-            response = self._request("GET", url, stream=True)
-            try:
-                with open(partial, "wb") as handle:
-                    for chunk in response.iter_content(chunk_size=256 * 1024):
-                        handle.write(chunk)
-                        digest.update(chunk)
-                        bar.update(len(chunk))
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                bar.update(start - bar.n)
-                if attempt < tries:
-                    self._wait(attempt, tries, f"download of {name}: {reason(exc)}")
-                    continue
-                partial.unlink(missing_ok=True)
-                raise ConnectionFailed(f"download of {name} kept failing ({reason(exc)})") from exc
-            finally:
-                response.close()
-            if digest.hexdigest() != sha256:
-                partial.unlink(missing_ok=True)
-                raise PefthubError(f"{name}: the download's sha256 is {digest.hexdigest()} but the hub lists {sha256}")
-            os.replace(partial, target / name)
-            return
 
     # --- aliases -----------------------------------------------------------------------------
     def list_aliases(self, repo: str | RepoId) -> list[Alias]:

@@ -75,7 +75,7 @@ def openai_exception_handler(exc, context):
     return response
 
 
-class _JSONWhateverTheClientAccepts(BaseContentNegotiation):
+class JSONWhateverTheClientAccepts(BaseContentNegotiation):
     """OpenAI's API answers JSON (or an SSE stream, built outside DRF's renderers) whatever
     ``Accept`` says: SSE clients send ``Accept: text/event-stream`` with their POST."""
 
@@ -90,7 +90,7 @@ class _Gateway(APIView):
     authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
     parser_classes = [JSONParser]
     renderer_classes = [JSONRenderer]
-    content_negotiation_class = _JSONWhateverTheClientAccepts
+    content_negotiation_class = JSONWhateverTheClientAccepts
     schema = None  # OpenAI's API, documented by OpenAI; not part of the hub's OpenAPI schema
 
     def get_permissions(self):

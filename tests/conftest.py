@@ -12,7 +12,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from evaluator.suites_registry import SHIPPED_DIR
-from tests.factories import CHATML, TINY, MemberFactory, client_for, register_base, save_adapter
+from tests.factories import CHATML, TINY, MemberFactory, client_for, register_base, save_adapter, save_smol_lora
+from tests.utils import managed_vllm
 
 pytest_plugins = ["tests.redis_server"]  # own_redis, own_broker: a Redis to stop as a fault
 
@@ -83,6 +84,29 @@ def smollm2(db, installed):
     from hub.services import base_model_register
 
     return base_model_register(installed=installed)
+
+
+@pytest.fixture(scope="session")
+def smol_lora(installed, tmp_path_factory) -> Path:
+    """A LoRA on SmolLM2 that visibly changes its answers and scores."""
+    return save_smol_lora(Path(installed.path), tmp_path_factory.mktemp("smol-lora"), seed=7, noise=0.03)
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(installed, tmp_path_factory):
+    """One managed vLLM server for the session (startup is ~40 s and 5 GiB): SmolLM2, LoRA on,
+    3 adapters held at most, ``tests.utils.VLLM_API_KEY`` required. Tests that use it leave
+    it as they found it, or say what they change."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (requirements/serving.txt)")
+    engine = managed_vllm(Path(installed.path), tmp_path_factory.mktemp("vllm-state"), max_loaded=3, max_loras=3)
+    try:
+        engine.start()
+    except Exception:
+        print(engine.log_tail(40))
+        engine.stop()
+        raise
+    yield engine
+    engine.stop()
 
 
 # --- tiny base model ------------------------------------------------------------------------

@@ -218,6 +218,18 @@ def save_adapter(
     return out
 
 
+SMOL = "smollm2-135m-instruct"  # the bundled base the slow tests run on
+
+
+def save_smol_lora(base_dir: Path, out: Path, *, seed: int, noise: float = 0.1) -> Path:
+    """A small LoRA on SmolLM2 (r=8, q/v, float32 as the installed base) whose weights
+    visibly change its answers."""
+    from peft import LoraConfig
+
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    return save_adapter(base_dir, out, config, seed, base_name=SMOL, noise=noise)
+
+
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -86,3 +87,32 @@ def wait_for_workers(predicate, timeout: float, what: str, logs: Path):
         time.sleep(0.5)
     tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("*.log")))
     pytest.fail(f"timed out waiting for {what}\n{tails}")
+
+
+VLLM_API_KEY = "slow-test-engine-key"  # what docker/compose.yml runs with: every call of the hub carries one
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def managed_vllm(base_path: Path, state_dir: Path, *, max_loaded: int, max_loras: int):
+    """A managed vLLM server on SmolLM2 with LoRA on, not started yet: float32 (the greedy
+    comparisons need it: bf16 answers vary with the batch), 1 GiB of KV cache, an API key."""
+    from serving.engines.base import EngineSpec
+    from serving.engines.vllm_engine import VLLMEngine
+    from tests.factories import SMOL
+
+    return VLLMEngine(
+        EngineSpec(base_name=SMOL, base_path=base_path, max_loaded=max_loaded, max_rank=16),
+        url=f"http://127.0.0.1:{free_port()}",
+        manage=True,
+        max_loras=max_loras,
+        kv_cache_gib=1,
+        dtype="float32",
+        state_dir=state_dir,
+        startup_timeout=600,
+        api_key=VLLM_API_KEY,
+    )

@@ -44,7 +44,7 @@ from hub.models import Adapter, AdapterVersion
 from hub.storage.blobstore import blob_open
 
 from . import lfs, ndjson
-from .api import Caller
+from .protocol import Caller
 from .writes import hf_write, json_body, repo_url, writable_adapter
 
 BRANCHES = ("main", "latest")

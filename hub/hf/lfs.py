@@ -35,7 +35,7 @@ from django.views.decorators.csrf import csrf_exempt
 from hub.exceptions import HubError, NotFound
 from hub.models import Adapter
 
-from .api import Caller, _error, _hub_error
+from .protocol import Caller, hf_error, hf_error_from
 from .writes import hf_write, json_body, writable_adapter
 
 CHUNK = 1024 * 1024
@@ -114,26 +114,26 @@ def _present(adapter: Adapter, oid: str, size: int) -> bool:
 def lfs_upload(request: HttpRequest, grant: str):
     """The basic transfer's PUT: the whole file, checked against its sha256 and size."""
     if request.method != "PUT":
-        return _error(405, f"{request.method} is not supported here", headers={"Allow": "PUT"})
+        return hf_error(405, f"{request.method} is not supported here", headers={"Allow": "PUT"})
     try:
         granted = signing.loads(grant, salt=_SIGNER_SALT, max_age=GRANT_MAX_AGE)
     except signing.BadSignature:
-        return _error(403, "this upload URL is invalid or expired: ask the LFS batch API for a new one")
+        return hf_error(403, "this upload URL is invalid or expired: ask the LFS batch API for a new one")
     adapter_id, oid, size = granted["a"], granted["o"], granted["s"]
     if not Adapter.objects.filter(pk=adapter_id).exists():
-        return _hub_error(NotFound("the adapter this upload was granted for no longer exists"))
+        return hf_error_from(NotFound("the adapter this upload was granted for no longer exists"))
     digest, received = hashlib.sha256(), 0
     with tempfile.TemporaryFile(dir=settings.FILE_UPLOAD_TEMP_DIR or None) as spool:
         while chunk := request.read(CHUNK):
             received += len(chunk)
             if received > size:
-                return _error(400, f"the upload is longer than the {size} bytes the batch request announced")
+                return hf_error(400, f"the upload is longer than the {size} bytes the batch request announced")
             digest.update(chunk)
             spool.write(chunk)
         if received != size:
-            return _error(400, f"{received} of {size} bytes arrived; upload the file again")
+            return hf_error(400, f"{received} of {size} bytes arrived; upload the file again")
         if digest.hexdigest() != oid:
-            return _error(400, f"the content's sha256 is {digest.hexdigest()}, not {oid}: upload the file again")
+            return hf_error(400, f"the content's sha256 is {digest.hexdigest()}, not {oid}: upload the file again")
         key = staged_key(adapter_id, oid)
         if not default_storage.exists(key):
             spool.seek(0)

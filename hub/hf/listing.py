@@ -27,7 +27,9 @@ from hub.exceptions import HubError
 from hub.filters import CatalogFilterSet
 from hub.models import Adapter, Alias
 
-from .api import Caller, _files, _hf_date, _model_info, hf_view, tree_entries
+from .api import adapter_model_info, hf_date
+from .files import tree_entries, version_files
+from .protocol import Caller, hf_view
 from .writes import hf_write
 
 MAX_PAGE = 1000
@@ -92,7 +94,7 @@ def model_list(request: HttpRequest, caller: Caller):
     page = list(qs[start : start + size + 1])
     rows = []
     for adapter in page[:size]:
-        info = _model_info(adapter, adapter.latest_version)
+        info = adapter_model_info(adapter, adapter.latest_version)
         if not full:
             info.pop("siblings", None)
         if not (card or full):
@@ -133,7 +135,7 @@ def repo_commits(request: HttpRequest, caller: Caller, namespace: str, name: str
             "title": v.commit_title or f"v{v.number}",
             "message": v.commit_description,
             "authors": [{"user": v.created_by.get_username() if v.created_by else "", "avatar": None}],
-            "date": _hf_date(v.created_at),
+            "date": hf_date(v.created_at),
         }
         for v in versions
     ]
@@ -145,5 +147,5 @@ def paths_info(request: HttpRequest, caller: Caller, namespace: str, name: str, 
     adapter = selectors.adapter_get(user=caller.user, namespace=namespace, name=name)
     version = selectors.version_resolve_hf(adapter=adapter, revision=revision)
     wanted = {p.strip("/") for p in request.POST.getlist("paths")}
-    entries = tree_entries(_files(version), "", recursive=True) or []
+    entries = tree_entries(version_files(version), "", recursive=True) or []
     return JsonResponse([e for e in entries if e["path"] in wanted], safe=False)

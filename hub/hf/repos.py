@@ -16,7 +16,7 @@ from hub.api_errors import _header_safe
 from hub.exceptions import HubError, PermissionDenied
 from hub.models import Adapter
 
-from .api import Caller
+from .protocol import Caller
 from .writes import check_model_type, hf_write, json_body, repo_url, writable_adapter
 
 

@@ -28,7 +28,7 @@ urlpatterns = [
     re_path(rf"^api/models/{REPO}/tree/{REVISION}$", api.model_tree, name="model-tree"),
     re_path(rf"^api/models/{REPO}/tree/{REVISION}/(?P<path>.+)$", api.model_tree, name="model-tree-path"),
     re_path(rf"^{REPO}/resolve/{REVISION}/(?P<path>.+)$", api.resolve, name="resolve"),
-    # --- base models, by name (an id without a namespace) or by alias (hub.hf.api._repo) ---
+    # --- base models, by name (an id without a namespace) or by alias (hub.hf.lookup.repo_find) ---
     re_path(rf"^api/models/{BASE}$", api.model_info, name="base-model-info"),
     re_path(rf"^api/models/{BASE}/revision/{REVISION}$", api.model_info, name="base-model-info-revision"),
     re_path(rf"^api/models/{BASE}/tree/{REVISION}$", api.model_tree, name="base-model-tree"),

@@ -18,7 +18,7 @@ from hub import selectors
 from hub.exceptions import HubError
 from hub.models import Adapter
 
-from .api import Caller, _BadToken, _caller, _error, _hub_error, _unauthorized
+from .protocol import BadToken, Caller, hf_error, hf_error_from, request_caller, unauthorized
 
 MODEL_TYPES = (None, "model")
 
@@ -33,17 +33,17 @@ def hf_write(*methods: str, token: bool = True):
         def wrapper(request: HttpRequest, **kwargs) -> HttpResponse:
             if request.method not in methods:
                 allowed = ", ".join(methods)
-                return _error(405, f"{request.method} is not supported here", headers={"Allow": allowed})
+                return hf_error(405, f"{request.method} is not supported here", headers={"Allow": allowed})
             try:
-                caller = _caller(request)
-            except _BadToken:
-                return _unauthorized("invalid or revoked token: pass a pefthub token (token=... or HF_TOKEN)")
+                caller = request_caller(request)
+            except BadToken:
+                return unauthorized("invalid or revoked token: pass a pefthub token (token=... or HF_TOKEN)")
             if token and caller.token is None:
-                return _unauthorized("writing needs a pefthub token: pass token=... or set HF_TOKEN")
+                return unauthorized("writing needs a pefthub token: pass token=... or set HF_TOKEN")
             try:
                 return view(request, caller, **kwargs)
             except HubError as exc:
-                return _hub_error(exc)
+                return hf_error_from(exc)
 
         return wrapper
 

@@ -10,9 +10,7 @@ path once an adapter is resolved.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,39 +23,13 @@ import requests
 from pefthub.adapter_cache import COMPLETE
 from tests.client.conftest import REPO_ROOT
 from tests.client.proxy import CuttingProxy
+from tests.factories import SMOL, save_smol_lora
+from tests.utils import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-BASE = "smollm2-135m-instruct"
+BASE = SMOL
 PROMPT = "The capital of France is"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _smol_lora(base_path: Path, out: Path, seed: int) -> Path:
-    """A small LoRA on SmolLM2 (r=8, q/v) whose weights visibly change its answers."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    peft_model = get_peft_model(
-        model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    )
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn_like(param) * 0.1)
-    peft_model.save_pretrained(out)
-    config = json.loads((out / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = BASE
-    (out / "adapter_config.json").write_text(json.dumps(config))
-    return out
 
 
 def _plugin_path(root: Path) -> Path:
@@ -152,7 +124,7 @@ def vllm_with_plugin(installed, smollm2, alice, live_server, tmp_path):
         DO_NOT_TRACK="1",
         PYTHONUNBUFFERED="1",  # the log is read while the server runs
     )
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     log_path = tmp_path / "vllm.log"
     process = _start_vllm(Path(installed.path), int(url.rsplit(":", 1)[1]), env, log_path)
     try:
@@ -173,8 +145,8 @@ def test_vllm_serves_a_hub_adapter_it_has_never_seen_and_refuses_a_tampered_one(
     vllm_with_plugin, installed, client, blob_dir, tmp_path
 ):
     url, proxy, cache, log_path = vllm_with_plugin
-    one = _smol_lora(Path(installed.path), tmp_path / "one", seed=0)
-    two = _smol_lora(Path(installed.path), tmp_path / "two", seed=1)
+    one = save_smol_lora(Path(installed.path), tmp_path / "one", seed=0)
+    two = save_smol_lora(Path(installed.path), tmp_path / "two", seed=1)
     pushed_one = client.push(one, "alice/one", base_model=BASE)
     pushed_two = client.push(two, "alice/two", base_model=BASE)
     weights_two = (two / "adapter_model.safetensors").read_bytes()

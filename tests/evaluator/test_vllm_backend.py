@@ -27,26 +27,6 @@ pytestmark = [
 ACME = SHIPPED_DIR / "acme-products"
 
 
-@pytest.fixture(scope="module")
-def smol_lora(installed, tmp_path_factory) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(7)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(installed.path, dtype=torch.float32),
-        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
-    )
-    with torch.no_grad():  # a LoRA that visibly changes the answers
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.03)
-    out = tmp_path_factory.mktemp("smol-lora")
-    model.save_pretrained(out)
-    return out
-
-
 def _answers(outcome) -> list[str]:
     rows = [json.loads(line) for line in outcome.samples_jsonl.decode().splitlines() if line]
     return [r["resps"][0][0] for r in sorted(rows, key=lambda r: r["doc_id"])]

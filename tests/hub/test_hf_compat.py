@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from hub.hf import api as hfapi
+from hub.hf import files as hf_files
 from tests.factories import client_for
 from tests.utils import folder_files, upload
 
@@ -244,14 +244,14 @@ def test_list_repo_tree_follows_link_pages(hub, support_bot, lora_dir, settings)
 
 def test_tree_lists_folders_one_level_or_recursively():
     files = [("a.json", "1" * 64, 3), ("sub/b.bin", "2" * 64, 4), ("sub/deep/c.bin", "3" * 64, 5)]
-    top = hfapi.tree_entries(files, "", recursive=False)
+    top = hf_files.tree_entries(files, "", recursive=False)
     assert [(e["type"], e["path"]) for e in top] == [("file", "a.json"), ("directory", "sub")]
-    everything = hfapi.tree_entries(files, "", recursive=True)
+    everything = hf_files.tree_entries(files, "", recursive=True)
     assert [e["path"] for e in everything] == ["a.json", "sub", "sub/b.bin", "sub/deep", "sub/deep/c.bin"]
-    assert [e["path"] for e in hfapi.tree_entries(files, "sub", recursive=False)] == ["sub/b.bin", "sub/deep"]
-    assert hfapi.tree_entries(files, "a.json", recursive=False) is None
+    assert [e["path"] for e in hf_files.tree_entries(files, "sub", recursive=False)] == ["sub/b.bin", "sub/deep"]
+    assert hf_files.tree_entries(files, "a.json", recursive=False) is None
     pointer = everything[0]
-    assert pointer["lfs"] == {"oid": "1" * 64, "size": 3, "pointerSize": len(hfapi.lfs_pointer("1" * 64, 3))}
+    assert pointer["lfs"] == {"oid": "1" * 64, "size": 3, "pointerSize": len(hf_files.lfs_pointer("1" * 64, 3))}
 
 
 # --- errors and access -------------------------------------------------------------------------

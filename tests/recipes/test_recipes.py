@@ -247,37 +247,14 @@ def test_long_documents_are_split_at_sentence_ends():
     assert " ".join(p.text for p in passages) == text
 
 
-# --- the training loop on a tiny random Llama (fast) ----------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, byte_tokenizer) -> Path:
-    """A toy Llama with the byte tokenizer saved next to it, as an HF folder."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-chat-llama")
-    config = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=len(byte_tokenizer),
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    byte_tokenizer.save_pretrained(folder)
-    return folder
-
-
+# --- the training loop on the tiny chat Llama of tests/conftest.py (fast) -------------------------
 @pytest.mark.parametrize("method", ["lora", "prompt_tuning", "raft_lora"])
-def test_training_loop_saves_a_loadable_adapter_with_its_card(tiny_model_dir, suite_dir, tmp_path, method):
+def test_training_loop_saves_a_loadable_adapter_with_its_card(tiny_chat_dir, suite_dir, tmp_path, method):
     from recipes.train import train_adapter
 
     lines: list[str] = []
     report = train_adapter(
-        base_path=tiny_model_dir,
+        base_path=tiny_chat_dir,
         suite_dir=suite_dir,
         method=method,
         out_dir=tmp_path / "out",
@@ -292,20 +269,20 @@ def test_training_loop_saves_a_loadable_adapter_with_its_card(tiny_model_dir, su
     assert report.epoch_losses[-1] < report.epoch_losses[0]
     metadata = json.loads((tmp_path / "out" / "training_metadata.json").read_text())
     assert metadata["final_loss"] == report.final_loss and metadata["recipe"]["steps"] == 6
-    assert _loss_on_training_examples(tiny_model_dir, suite_dir, method, tmp_path / "out") < (
-        _loss_on_training_examples(tiny_model_dir, suite_dir, method, None)
+    assert _loss_on_training_examples(tiny_chat_dir, suite_dir, method, tmp_path / "out") < (
+        _loss_on_training_examples(tiny_chat_dir, suite_dir, method, None)
     )
 
 
-def test_max_steps_stops_early_and_unknown_methods_are_refused(tiny_model_dir, suite_dir, tmp_path):
+def test_max_steps_stops_early_and_unknown_methods_are_refused(tiny_chat_dir, suite_dir, tmp_path):
     from recipes.train import train_adapter
 
     report = train_adapter(
-        base_path=tiny_model_dir, suite_dir=suite_dir, method="lora", out_dir=tmp_path / "a", max_steps=2, log=str
+        base_path=tiny_chat_dir, suite_dir=suite_dir, method="lora", out_dir=tmp_path / "a", max_steps=2, log=str
     )
     assert report.steps == 2
     with pytest.raises(ValueError, match="unknown method 'ia3'"):
-        train_adapter(base_path=tiny_model_dir, suite_dir=suite_dir, method="ia3", out_dir=tmp_path / "b")
+        train_adapter(base_path=tiny_chat_dir, suite_dir=suite_dir, method="ia3", out_dir=tmp_path / "b")
 
 
 # --- replay: the base's own answers to general questions ------------------------------------------
@@ -345,7 +322,7 @@ def test_replay_pairs_keep_finished_answers_only(byte_tokenizer, monkeypatch):
     assert model.training  # put back in training mode
 
 
-def test_training_mixes_in_replay_examples(tiny_model_dir, suite_dir, tmp_path, monkeypatch):
+def test_training_mixes_in_replay_examples(tiny_chat_dir, suite_dir, tmp_path, monkeypatch):
     from recipes import replay
     from recipes.train import train_adapter
 
@@ -357,7 +334,7 @@ def test_training_mixes_in_replay_examples(tiny_model_dir, suite_dir, tmp_path, 
 
     monkeypatch.setattr(replay, "replay_pairs", fake_pairs)
     report = train_adapter(
-        base_path=tiny_model_dir,
+        base_path=tiny_chat_dir,
         suite_dir=suite_dir,
         method="lora",
         out_dir=tmp_path / "out",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import client_for, register_base, save_char_tokenizer
+from tests.factories import client_for, register_base, save_char_tokenizer, save_smol_lora
 from tests.utils import folder_files, upload
 
 SERVING_TASKS = {
@@ -147,26 +146,5 @@ def live(served_base, alice, strong, engine):
 @pytest.fixture(scope="session")
 def smol_loras(installed, tmp_path_factory) -> list[Path]:
     """Four small LoRAs on SmolLM2 (r=8, q/v), with weights that visibly change its answers."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     root = tmp_path_factory.mktemp("smol-loras")
-    out = []
-    for seed in range(4):
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_pretrained(installed.path, dtype=torch.float32)
-        peft_model = get_peft_model(
-            model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-        )
-        with torch.no_grad():
-            for name, param in peft_model.named_parameters():
-                if "lora_B" in name:
-                    param.copy_(torch.randn_like(param) * 0.1)
-        folder = root / f"lora{seed}"
-        peft_model.save_pretrained(folder)
-        config = json.loads((folder / "adapter_config.json").read_text())
-        config["base_model_name_or_path"] = "smollm2-135m-instruct"
-        (folder / "adapter_config.json").write_text(json.dumps(config))
-        out.append(folder)
-    return out
+    return [save_smol_lora(Path(installed.path), root / f"lora{seed}", seed=seed) for seed in range(4)]

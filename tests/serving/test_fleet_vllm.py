@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.factories import client_for
+from tests.utils import VLLM_API_KEY, managed_vllm
 
 from .conftest import accept
-from .test_vllm import API_KEY, BASE, PROMPTS, _free_port, push_smol
+from .test_vllm import BASE, PROMPTS, push_smol
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -47,31 +48,19 @@ def two_replicas(installed, smollm2, settings, tmp_path):
     """Two managed vLLM servers, registered as replicas, supervised and reconciled."""
     pytest.importorskip("vllm", reason="vLLM is not installed (requirements/serving.txt)")
     from serving import placement
-    from serving.engines.base import EngineSpec
     from serving.engines.registry import reset_engines
-    from serving.engines.vllm_engine import VLLMEngine
     from serving.supervisor import FleetSupervisor
 
     settings.PEFTHUB_SERVING_ROUTES = {**settings.PEFTHUB_SERVING_ROUTES, "base": "vllm", "lora": "vllm"}
     settings.PEFTHUB_VLLM_BASE_MODEL = BASE
     settings.PEFTHUB_VLLM_URL = "http://127.0.0.1:9"  # no implicit replica: both are registered
-    settings.PEFTHUB_VLLM_API_KEY = API_KEY
+    settings.PEFTHUB_VLLM_API_KEY = VLLM_API_KEY
     settings.PEFTHUB_VLLM_MAX_CPU_LORAS = 4
     settings.PEFTHUB_SERVING_HEALTH_TIMEOUT = 5
     reset_engines()
     engines = {}
     for index in range(2):
-        engine = VLLMEngine(
-            EngineSpec(base_name=BASE, base_path=Path(installed.path), max_loaded=4, max_rank=16),
-            url=f"http://127.0.0.1:{_free_port()}",
-            manage=True,
-            max_loras=2,
-            kv_cache_gib=1,
-            dtype="float32",
-            state_dir=tmp_path / f"replica-{index}",
-            startup_timeout=600,
-            api_key=API_KEY,
-        )
+        engine = managed_vllm(Path(installed.path), tmp_path / f"replica-{index}", max_loaded=4, max_loras=2)
         replica = placement.replica_register(base=smollm2, url=engine.url, max_loras=2, max_cpu_loras=5, managed=True)
         engines[replica.pk] = engine
     supervisor = FleetSupervisor(smollm2, engines, interval=1)

