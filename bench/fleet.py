@@ -65,10 +65,22 @@ def _engine(installed, work: Path, *, dtype: str, adapters: int, tag: str, max_l
     )
 
 
-class _Web:
-    """The hub's production web server (one uvicorn worker) on the bench database."""
+PRODUCTION = [sys.executable, "-m", "gunicorn", "--config", "docker/gunicorn.conf.py", "config.asgi:application"]
 
-    def __init__(self, work: Path, vllm_url: str, base_name: str) -> None:
+
+class _Web:
+    """A web server on the bench database: by default the hub's production one (gunicorn, one
+    uvicorn worker); ``command`` another (``{port}`` is replaced), ``extra_env`` on top."""
+
+    def __init__(
+        self,
+        work: Path,
+        vllm_url: str,
+        base_name: str,
+        *,
+        command: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = work / "web.log"
@@ -88,10 +100,11 @@ class _Web:
             PEFTHUB_SERVING_LIMITS_URL="memory://",
             PEFTHUB_SERVING_ALLOW_IGNORE_EOS="true",
             PYTHONPATH=str(ROOT),
+            **(extra_env or {}),
         )
+        argv = [part.replace("{port}", str(self.port)) for part in (command or PRODUCTION)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "docker/gunicorn.conf.py", "config.asgi:application"],
-            cwd=ROOT, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            argv, cwd=ROOT, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         import httpx
 

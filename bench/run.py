@@ -158,8 +158,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="pefthub benchmarks (tables, never assertions)")
     parser.add_argument(
         "--only",
-        choices=["upload", "catalog", "serving", "evaluation", "backends", "gateway", "dtype", "replicas", "adapters"],
-        help="run one benchmark (gateway, dtype, replicas and adapters, bench/fleet.py, run only when named)",
+        choices=[
+            "upload",
+            "catalog",
+            "serving",
+            "evaluation",
+            "backends",
+            "gateway",
+            "dtype",
+            "replicas",
+            "adapters",
+            "servers",
+        ],
+        help="run one benchmark (gateway, dtype, replicas and adapters, bench/fleet.py, and servers, "
+        "bench/servers.py, run only when named)",
     )
     parser.add_argument("--adapters", type=int, default=10_000, help="catalog size (default 10000)")
     parser.add_argument("--repeats", type=int, default=10, help="timed uploads (default 10)")
@@ -173,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet-requests", type=int, default=32, help="dtype/replicas: requests (default 32)")
     parser.add_argument("--fleet-adapters", type=int, default=1000, help="adapters: how many live (default 1000)")
     parser.add_argument("--samples", type=int, default=40, help="adapters: cold/warm requests timed (default 40)")
+    parser.add_argument("--burst", type=int, default=64, help="servers: requests in the burst (default 64)")
     parser.add_argument("--keep-db", action="store_true", help=f"leave `{BENCH_DB}` for inspection")
     args = parser.parse_args(argv)
 
@@ -228,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
             sections[args.only] = section
             _note_load(section)
             print("\n" + format_table(section) + "\n", flush=True)
+        if args.only == "servers":  # bench/servers.py: three web servers in front of a fake replica
+            from bench.servers import run_servers
+
+            sections["servers"] = run_servers(work=work, log=log, burst=args.burst, streams=args.idle)
+            _note_load(sections["servers"])
+            print("\n" + format_table(sections["servers"]) + "\n", flush=True)
         if args.only in (None, "evaluation"):
             from bench.evaluation import run_evaluation
 
