@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
@@ -35,6 +36,7 @@ from .exceptions import EngineDown, EngineError
 from .locks import host_lock
 from .materialize import version_materialize
 from .models import Deployment, Placement, Replica
+from .selectors import engine_model_version_id
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,29 @@ def deployment_unload(*, deployment: Deployment) -> None:
                 router.replica_engine(replica).unload(deployment.engine_model)
         except EngineError as exc:
             log.warning("could not unload %s from %s now: %s", deployment.version, replica.url, exc.message)
+
+
+def versions_unload(*, version_ids: Iterable[int], bases: Iterable[BaseModel]) -> list[str]:
+    """Unload deleted versions from every replica of ``bases`` that answers; ``url: name`` of
+    each unload. Their rows (deployments, placements) went with them, so this matches the
+    engines' adapter names to the version ids; the reconciler drops them from the replicas
+    that are down when those come back (no placement asks for them)."""
+    gone = set(version_ids)
+    done = []
+    for base in bases:
+        for replica in router.replicas_for(base):
+            if replica.health == Replica.Health.UNHEALTHY or replica.base_only:
+                continue
+            engine = router.replica_engine(replica)
+            try:
+                with _replica_lock(replica):
+                    for name in sorted(engine.loaded_all()):
+                        if engine_model_version_id(name) in gone:
+                            engine.unload(name)
+                            done.append(f"{replica.url}: {name}")
+            except EngineError as exc:
+                log.warning("could not unload deleted versions from %s now: %s", replica.url, exc.message)
+    return done
 
 
 # --- the reconciler --------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from .exceptions import EngineDown, EngineError, ModelNotFound, ServingError
 from .locks import host_lock
 from .materialize import version_folder, version_materialize
 from .models import Deployment, ModelUsage, Placement
-from .selectors import Served
+from .selectors import Served, engine_model_name
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -126,7 +126,7 @@ def deployment_activate(*, version: AdapterVersion, reason: str, user: User | No
             "live": True,
             "reason": reason,
             "engine": engine_name,
-            "engine_model": f"a{version.pk}-{version.content_hash[:12]}",
+            "engine_model": engine_model_name(version),
             "path": str(path),
             "deployed_by": user,
         },

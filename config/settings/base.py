@@ -193,6 +193,7 @@ PEFTHUB_EVENT_TASKS = {
     "base_model.revision_added": env.list(
         "PEFTHUB_BASE_REVISION_ADDED_TASKS", default=["evaluator.base_revision_added"]
     ),
+    "adapter.deleted": env.list("PEFTHUB_ADAPTER_DELETED_TASKS", default=["serving.adapter_deleted"]),
 }
 # Events are written to an outbox table with the change that causes them and sent after
 # commit; those the broker refused are sent again every PEFTHUB_OUTBOX_INTERVAL seconds (a

@@ -18,6 +18,7 @@ SERVING_TASKS = {
     "version.accepted": ["serving.version_accepted"],
     "version.deprecated": ["serving.version_deprecated"],
     "version.withdrawn": ["serving.version_withdrawn"],
+    "adapter.deleted": ["serving.adapter_deleted"],
 }
 
 

@@ -334,3 +334,54 @@ def test_with_no_reconciler_running_a_replica_that_came_back_is_checked_on_deman
     assert response.json()["choices"][0]["text"] == f"A:{IDENTITY_NAME}"
     states = dict(Replica.objects.values_list("url", "health"))
     assert states == {fleet.a.url: "healthy", fleet.b.url: "unhealthy"}
+
+
+def test_a_deleted_adapter_leaves_every_replica_and_is_404_at_once(
+    fleet, alice, alice_client, strong, django_capture_on_commit_callbacks
+):
+    from hub.models import OutboxEvent
+
+    one = deploy(alice, "alice/one", strong["lora"])
+    other = deploy(alice, "alice/other", strong["lora2"])
+    placement.placement_ensure(replica=fleet.rb, deployment=one)  # a hot adapter on both
+    assert one.engine_model in fleet.a.loaded and one.engine_model in fleet.b.loaded
+    assert complete(alice_client, "alice/one").status_code == 200
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # the event not sent yet
+        response = alice_client.generic(
+            "DELETE", "/api/repos/delete", json.dumps({"name": "one", "organization": "alice"}), "application/json"
+        )
+    assert response.status_code == 200, response.content
+    # the gateway knows at once, before serving has heard of it
+    gone = complete(alice_client, "alice/one")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "model_not_found"
+    assert not Placement.objects.filter(engine_model=one.engine_model).exists()
+    assert one.engine_model in fleet.a.loaded  # the engines still hold it until the event arrives
+    event = OutboxEvent.objects.get(event="adapter.deleted")
+    assert event.task == "serving.adapter_deleted" and event.args[1] == [one.version_id]
+    for callback in callbacks:
+        callback()
+    assert one.engine_model not in fleet.a.loaded and one.engine_model not in fleet.b.loaded
+    assert other.engine_model in fleet.a.loaded | fleet.b.loaded  # the other adapter stays
+    assert complete(alice_client, "alice/other").status_code == 200
+
+
+def test_a_replica_down_when_an_adapter_is_deleted_drops_it_when_it_comes_back(
+    fleet, alice, alice_client, strong, django_capture_on_commit_callbacks
+):
+    one = deploy(alice, "alice/one", strong["lora"])
+    ids = (one.version.adapter_id, [one.version_id], [one.version.base_model_id])
+    placement.placement_ensure(replica=fleet.rb, deployment=one)
+    fleet.b.kill()
+    placement.replica_mark_down(replica=fleet.rb, why="killed")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_client.generic(
+            "DELETE", "/api/repos/delete", json.dumps({"name": "one", "organization": "alice"}), "application/json"
+        )
+    assert response.status_code == 200, response.content
+    assert one.engine_model not in fleet.a.loaded
+    tasks.adapter_deleted(*ids)  # delivered again: no harm
+    fleet.b.start()
+    fleet.b.loaded[one.engine_model] = "/somewhere"  # what it held before it went down
+    placement.replicas_reconcile()
+    fleet.rb.refresh_from_db()
+    assert fleet.rb.health == "healthy" and set(fleet.b.loaded) == {IDENTITY_NAME}
