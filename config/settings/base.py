@@ -221,9 +221,10 @@ PEFTHUB_EVAL_DEVICE = env.str("PEFTHUB_EVAL_DEVICE", default="auto")
 PEFTHUB_EVAL_DTYPE = env.str("PEFTHUB_EVAL_DTYPE", default="auto")
 # The vllm backend's loglikelihood requests: auto (vLLM on CUDA, hf on CPU), vllm or hf.
 PEFTHUB_EVAL_VLLM_LOGLIKELIHOOD = env.str("PEFTHUB_EVAL_VLLM_LOGLIKELIHOOD", default="auto")
-# Send each job to `evaluation.<base model name>` (a GPU node holding one base's weights
-# consumes only that queue) instead of the single `evaluation` queue.
-PEFTHUB_EVAL_QUEUE_PER_BASE = env.bool("PEFTHUB_EVAL_QUEUE_PER_BASE", default=False)
+# The base models that have dedicated evaluation workers: their jobs go to the queue
+# `evaluation.<base model name>` (a GPU node holding that base's weights consumes it), every
+# other base's to `evaluation`. `*`: every base has one. Empty (the default): one queue.
+PEFTHUB_EVAL_BASE_QUEUES = env.list("PEFTHUB_EVAL_BASE_QUEUES", default=[])
 PEFTHUB_EVAL_SEED = env.int("PEFTHUB_EVAL_SEED", default=1234)
 # Questions per task (None: all). Only for quick looks: scores from a limit are partial.
 PEFTHUB_EVAL_LIMIT = env.int("PEFTHUB_EVAL_LIMIT", default=None)
