@@ -133,7 +133,8 @@ def replica_engine(replica: Replica) -> VLLMEngine:
         default = get_engine("vllm", base_name=base.name, base_path=Path(base.local_path))
         assert isinstance(default, VLLMEngine)
         return default
-    key = (replica.pk, replica.url, replica.base_only, replica.max_cpu_loras, replica.max_loras)
+    # the revision too: after the base gets new weights, its identity LoRA is made from them
+    key = (replica.pk, replica.url, replica.base_only, replica.max_cpu_loras, replica.max_loras, base.revision)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:

@@ -51,6 +51,18 @@ def version_withdrawn(version_id: int) -> None:
         services.deployment_deactivate(version=version, reason=Deployment.Reason.WITHDRAWN)
 
 
+@shared_task(name="serving.base_revision_added", acks_late=True, ignore_result=True)
+def base_revision_added(base_model_id: int) -> None:
+    """A base model has a new current revision: the live versions made on an older one leave
+    its vLLM replicas (which ``serving_engine`` restarts on the new weights) for the peft
+    engine on their own revision. Idempotent."""
+    from . import services
+
+    base = BaseModel.objects.filter(pk=base_model_id).first()
+    if base is not None:
+        services.deployments_rebind(base=base)
+
+
 @shared_task(name="serving.adapter_deleted", acks_late=True, ignore_result=True)
 def adapter_deleted(adapter_id: int, version_ids: list[int], base_model_ids: list[int]) -> None:
     """An adapter was deleted with its versions: their deployments and placements went with

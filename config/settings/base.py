@@ -191,7 +191,7 @@ PEFTHUB_EVENT_TASKS = {
     "version.deprecated": env.list("PEFTHUB_VERSION_DEPRECATED_TASKS", default=["serving.version_deprecated"]),
     "version.withdrawn": env.list("PEFTHUB_VERSION_WITHDRAWN_TASKS", default=["serving.version_withdrawn"]),
     "base_model.revision_added": env.list(
-        "PEFTHUB_BASE_REVISION_ADDED_TASKS", default=["evaluator.base_revision_added"]
+        "PEFTHUB_BASE_REVISION_ADDED_TASKS", default=["evaluator.base_revision_added", "serving.base_revision_added"]
     ),
     "adapter.deleted": env.list("PEFTHUB_ADAPTER_DELETED_TASKS", default=["serving.adapter_deleted"]),
 }

@@ -19,6 +19,7 @@ SERVING_TASKS = {
     "version.deprecated": ["serving.version_deprecated"],
     "version.withdrawn": ["serving.version_withdrawn"],
     "adapter.deleted": ["serving.adapter_deleted"],
+    "base_model.revision_added": ["serving.base_revision_added"],
 }
 
 

@@ -385,3 +385,77 @@ def test_a_replica_down_when_an_adapter_is_deleted_drops_it_when_it_comes_back(
     placement.replicas_reconcile()
     fleet.rb.refresh_from_db()
     assert fleet.rb.health == "healthy" and set(fleet.b.loaded) == {IDENTITY_NAME}
+
+
+class ManagedFake:
+    """What ``FleetSupervisor`` drives, over a fake replica: ``spawn`` restarts it (holding
+    nothing, as a restarted vLLM does) and records the base folder it was started on."""
+
+    def __init__(self, fake: FakeVLLM, base_path) -> None:
+        self.fake, self.base_path, self.url = fake, str(base_path), fake.url
+        self.server, self.process, self.startup_timeout = self, None, 60
+
+    def spawn(self) -> None:
+        self.fake.kill()
+        self.fake.start()
+        self.fake.started_on = self.base_path  # type: ignore[attr-defined]
+
+    def exited(self) -> bool:
+        return False
+
+    def stop(self) -> None:
+        self.fake.kill()
+
+
+def test_a_new_base_revision_restarts_the_replicas_on_it_and_refills_them(
+    fleet, alice, alice_client, strong, served_base, served_base_dir, tmp_path, django_capture_on_commit_callbacks
+):
+    import shutil
+
+    from serving.exceptions import ServingError
+    from serving.supervisor import FleetSupervisor
+    from tests.factories import register_base
+
+    old = deploy(alice, "alice/old", strong["lora"])  # made on revision 0…
+    placement.placement_ensure(replica=fleet.rb, deployment=old)
+    assert old.engine_model in fleet.a.loaded and old.engine_model in fleet.b.loaded
+    fakes = {fleet.ra.pk: fleet.a, fleet.rb.pk: fleet.b}
+    by_url = {fake.url: fake for fake in fakes.values()}
+    supervisor = FleetSupervisor(
+        served_base,
+        {pk: ManagedFake(fake, served_base_dir) for pk, fake in fakes.items()},
+        make_engine=lambda base, url, index: ManagedFake(by_url[url], base.local_path),
+    )
+    supervisor.check_once()  # same revision: nothing restarts
+    assert supervisor.restarts == {fleet.ra.pk: 0, fleet.rb.pk: 0}
+
+    newer = tmp_path / "tiny-llama-rev9"
+    shutil.copytree(served_base_dir, newer)
+    with django_capture_on_commit_callbacks(execute=True):  # hub_base_model_add with other weights
+        register_base(newer, "tiny-llama", "test-org/tiny-llama", "9" * 64)
+    # the version made on revision 0 leaves the replicas at once (they are to run revision 9)
+    old.refresh_from_db()
+    assert old.engine == "peft" and not Placement.objects.filter(deployment=old).exists()
+    assert old.engine_model not in fleet.a.loaded and old.engine_model not in fleet.b.loaded
+    with pytest.raises(ServingError, match="made on revision 000000000000"):
+        placement.placement_ensure(replica=Replica.objects.get(pk=fleet.ra.pk), deployment=old)
+    new = deploy(alice, "alice/new", strong["lora2"])  # made on revision 9
+    assert new.version.base_revision == "9" * 64 and new.engine == "vllm"
+
+    supervisor.check_once()  # the supervisor notices, restarts both on the new folder, refills them
+    assert supervisor.restarts == {fleet.ra.pk: 1, fleet.rb.pk: 1}
+    assert fleet.a.started_on == fleet.b.started_on == str(newer)
+    for replica in Replica.objects.filter(pk__in=fakes):
+        assert replica.health == "healthy", replica.last_error
+    assert new.engine_model in fleet.a.loaded | fleet.b.loaded
+    assert old.engine_model not in fleet.a.loaded | fleet.b.loaded
+    assert IDENTITY_NAME in fleet.a.loaded and IDENTITY_NAME in fleet.b.loaded
+
+    answer = complete(alice_client, "alice/new")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["choices"][0]["text"].endswith(new.engine_model)  # from a replica on revision 9
+    answer = complete(alice_client, "alice/old@v1")  # the peft engine on revision 0
+    assert answer.status_code == 200, answer.content
+    assert sum(fake.answered(old.engine_model) for fake in fakes.values()) == 0
+    supervisor.check_once()  # and only once
+    assert supervisor.restarts == {fleet.ra.pk: 1, fleet.rb.pk: 1}
