@@ -323,6 +323,10 @@ PEFTHUB_METRICS_TOKEN = env.str("PEFTHUB_METRICS_TOKEN", default="")
 PEFTHUB_SERVING_REPLICA_FAILURES = env.int("PEFTHUB_SERVING_REPLICA_FAILURES", default=2)
 PEFTHUB_SERVING_HEALTH_TIMEOUT = env.float("PEFTHUB_SERVING_HEALTH_TIMEOUT", default=5.0)
 PEFTHUB_SERVING_RECONCILE_SECONDS = env.float("PEFTHUB_SERVING_RECONCILE_SECONDS", default=10.0)
+# A hot adapter: when every replica holding it has at least this many requests in flight
+# (counted per web process), it is placed on one more healthy replica that has a free adapter
+# slot, and requests spread across its holders. 0: never.
+PEFTHUB_SERVING_HOT_INFLIGHT = env.int("PEFTHUB_SERVING_HOT_INFLIGHT", default=4)
 # (added to CELERY_BEAT_SCHEDULE below, with the hub's periodic tasks)
 # --- end serving -----------------------------------------------------------------------
 

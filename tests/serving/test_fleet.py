@@ -459,3 +459,47 @@ def test_a_new_base_revision_restarts_the_replicas_on_it_and_refills_them(
     assert sum(fake.answered(old.engine_model) for fake in fakes.values()) == 0
     supervisor.check_once()  # and only once
     assert supervisor.restarts == {fleet.ra.pk: 1, fleet.rb.pk: 1}
+
+
+def test_a_hot_adapter_is_placed_on_another_replica_and_requests_spread(fleet, alice, alice_client, strong, settings):
+    settings.PEFTHUB_SERVING_HOT_INFLIGHT = 2
+    one = deploy(alice, "alice/one", strong["lora"])
+    assert one.engine_model in fleet.a.loaded and one.engine_model not in fleet.b.loaded
+    busy = [router.acquire(fleet.ra.pk)]  # one request in flight on A: below the threshold
+    assert complete(alice_client, "alice/one").json()["choices"][0]["text"] == f"A:{one.engine_model}"
+    assert one.engine_model not in fleet.b.loaded
+    busy.append(router.acquire(fleet.ra.pk))  # two: hot; B has room and nothing in flight
+    assert complete(alice_client, "alice/one").json()["choices"][0]["text"] == f"B:{one.engine_model}"
+    assert one.engine_model in fleet.b.loaded and held(fleet.rb) >= {one.engine_model}
+    assert one.engine_model in fleet.a.loaded  # it stays on A too
+    # both hold it now: each request goes to the holder with fewer in flight
+    for give_back in busy:
+        give_back()
+    on_b = [router.acquire(fleet.rb.pk)]
+    assert complete(alice_client, "alice/one").json()["choices"][0]["text"] == f"A:{one.engine_model}"
+    on_b[0]()
+    on_a = [router.acquire(fleet.ra.pk)]
+    assert complete(alice_client, "alice/one").json()["choices"][0]["text"] == f"B:{one.engine_model}"
+    on_a[0]()
+    # a reconcile keeps both placements (they are the hub's wish, not a stray load)
+    placement.replicas_reconcile()
+    assert one.engine_model in fleet.a.loaded and one.engine_model in fleet.b.loaded
+
+
+def test_a_hot_adapter_does_not_evict_others_to_spread(fleet, alice, alice_client, strong, settings):
+    settings.PEFTHUB_SERVING_HOT_INFLIGHT = 2
+    one = deploy(alice, "alice/one", strong["lora"])
+    assert one.engine_model in fleet.a.loaded
+    others = [deploy(alice, f"alice/other{i}", strong["lora2"]) for i in range(3)]
+    for other in others:  # B's three adapter slots full
+        Placement.objects.filter(deployment=other).delete()
+        placement.placement_ensure(replica=fleet.rb, deployment=other)
+    assert len(held(fleet.rb)) == 4  # the identity LoRA and three adapters
+    busy = [router.acquire(fleet.ra.pk) for _ in range(3)]
+    assert complete(alice_client, "alice/one").json()["choices"][0]["text"] == f"A:{one.engine_model}"
+    assert {o.engine_model for o in others} <= set(fleet.b.loaded) and one.engine_model not in fleet.b.loaded
+    settings.PEFTHUB_SERVING_HOT_INFLIGHT = 0  # off: one replica per adapter, however busy
+    Placement.objects.filter(deployment=others[0]).delete()
+    assert complete(alice_client, "alice/one").json()["choices"][0]["text"] == f"A:{one.engine_model}"
+    for give_back in busy:
+        give_back()
