@@ -1,7 +1,7 @@
 """Celery tasks of the evaluator. They take ids, re-fetch, and call services.
 
-``run_evaluation_job`` runs on its own ``evaluation`` queue (the GPU workers' queue), or
-on ``evaluation.<base model>`` with ``PEFTHUB_EVAL_QUEUE_PER_BASE``,
+``run_evaluation_job`` runs on its own ``evaluation`` queue, or on ``evaluation.<base
+model>`` for the bases named in ``PEFTHUB_EVAL_BASE_QUEUES`` (their dedicated workers),
 acknowledges late and is idempotent: a worker killed mid-run loses nothing, because the
 broker redelivers the job and every finished arm is reused by its key.
 
@@ -26,10 +26,18 @@ QUEUE = "evaluation"
 
 
 def job_queue(base_model_name: str) -> str:
-    """The queue a job on this base model goes to: ``evaluation.<base>`` when
-    ``PEFTHUB_EVAL_QUEUE_PER_BASE`` is on (a GPU node holding that base's weights consumes
-    only it), else the one ``evaluation`` queue."""
-    if settings.PEFTHUB_EVAL_QUEUE_PER_BASE:
+    """The queue a job on this base model goes to: ``evaluation.<base>`` when the base is
+    named in ``PEFTHUB_EVAL_BASE_QUEUES`` (``*``: every base), else ``evaluation``.
+
+    The operator names the bases that have a dedicated worker (a GPU node holding their
+    weights consumes ``evaluation.<base>``); every other base falls back to ``evaluation``,
+    which the general workers consume, so no job waits on a queue nobody reads. A static
+    list rather than asking the broker which queues live workers consume: that answer
+    changes while a job waits (a worker restarting would send its base's jobs elsewhere),
+    costs a broadcast round trip per enqueue, and is not there at all while workers are down.
+    """
+    named = settings.PEFTHUB_EVAL_BASE_QUEUES
+    if "*" in named or base_model_name.lower() in {name.lower() for name in named}:
         return f"{QUEUE}.{base_model_name}"
     return QUEUE
 

@@ -20,14 +20,19 @@ VERSION_DEPRECATED = "version.deprecated"
 VERSION_WITHDRAWN = "version.withdrawn"
 # Its one argument is the base model's id, not a version's.
 BASE_REVISION_ADDED = "base_model.revision_added"
+# An adapter was deleted with its versions. Its arguments are the adapter's id, its versions'
+# ids and their base models' ids: the rows are gone when it arrives, so a subscriber (serving
+# unloads the versions from its engines) works from the ids alone.
+ADAPTER_DELETED = "adapter.deleted"
 
 
 def task_names(event: str) -> list[str]:
     return list(settings.PEFTHUB_EVENT_TASKS.get(event, []))
 
 
-def emit_on_commit(event: str, version_id: int) -> None:
-    """Record ``event`` for ``version_id`` with the current transaction; send it after commit."""
+def emit_on_commit(event: str, *args: object) -> None:
+    """Record ``event`` with its arguments (a version's id for the ``version.*`` events) in the
+    current transaction; send it after commit."""
     from .outbox import outbox_add
 
-    outbox_add(event=event, args=[version_id])
+    outbox_add(event=event, args=list(args))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
@@ -31,10 +32,11 @@ from hub.models import BaseModel
 
 from . import metrics, router
 from .engines.vllm_engine import IDENTITY_NAME, VLLMEngine
-from .exceptions import EngineDown, EngineError
+from .exceptions import EngineDown, EngineError, ServingError
 from .locks import host_lock
 from .materialize import version_materialize
 from .models import Deployment, Placement, Replica
+from .selectors import engine_model_version_id
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,13 @@ def _path(deployment: Deployment) -> Path:
     return version_materialize(version=deployment.version)
 
 
+def _on_replicas_revision(replica: Replica, deployment: Deployment) -> bool:
+    """Whether ``deployment``'s version was made on the revision ``replica`` runs (its base's
+    current one); a version on an older revision is served by the peft engine on that one."""
+    made_on = deployment.version.base_revision
+    return not made_on or made_on == replica.base_model.revision
+
+
 def _evict_for(replica: Replica, *, keep: Deployment) -> None:
     """Drop the least recently used placements until one more adapter fits on ``replica``."""
     rows = list(
@@ -119,6 +128,13 @@ def _evict_for(replica: Replica, *, keep: Deployment) -> None:
 def placement_ensure(*, replica: Replica, deployment: Deployment, verify: bool = False) -> VLLMEngine:
     """Place ``deployment`` on ``replica`` (evicting the least recently used) and make sure it
     is loaded; ``verify`` asks the engine even when the row says it is (the engine said 404)."""
+    if not _on_replicas_revision(replica, deployment):
+        raise ServingError(
+            f"{deployment.version} was made on revision {deployment.version.base_revision[:12]} of "
+            f"`{replica.base_model.name}`, and {replica.url} runs revision {replica.base_model.revision[:12]}; "
+            "it is served on its own revision by the peft engine",
+            code="older_base_revision",
+        )
     engine = router.replica_engine(replica)
     name = deployment.engine_model
     row = Placement.objects.filter(replica=replica, deployment=deployment).first()
@@ -172,6 +188,29 @@ def deployment_unload(*, deployment: Deployment) -> None:
             log.warning("could not unload %s from %s now: %s", deployment.version, replica.url, exc.message)
 
 
+def versions_unload(*, version_ids: Iterable[int], bases: Iterable[BaseModel]) -> list[str]:
+    """Unload deleted versions from every replica of ``bases`` that answers; ``url: name`` of
+    each unload. Their rows (deployments, placements) went with them, so this matches the
+    engines' adapter names to the version ids; the reconciler drops them from the replicas
+    that are down when those come back (no placement asks for them)."""
+    gone = set(version_ids)
+    done = []
+    for base in bases:
+        for replica in router.replicas_for(base):
+            if replica.health == Replica.Health.UNHEALTHY or replica.base_only:
+                continue
+            engine = router.replica_engine(replica)
+            try:
+                with _replica_lock(replica):
+                    for name in sorted(engine.loaded_all()):
+                        if engine_model_version_id(name) in gone:
+                            engine.unload(name)
+                            done.append(f"{replica.url}: {name}")
+            except EngineError as exc:
+                log.warning("could not unload deleted versions from %s now: %s", replica.url, exc.message)
+    return done
+
+
 # --- the reconciler --------------------------------------------------------------------------------
 def _claim(replica: Replica) -> bool:
     """Lease the replica to this reconciler (one conditional UPDATE: two never work on one)."""
@@ -202,7 +241,13 @@ def _refill(replica: Replica, engine: VLLMEngine) -> list[str]:
     """Load what is placed on ``replica`` and unload what is not; the names loaded."""
     if not replica.base_only:
         Placement.objects.get_or_create(replica=replica, engine_model=IDENTITY_NAME)
-    rows = {p.engine_model: p for p in Placement.objects.filter(replica=replica).select_related("deployment__version")}
+    rows = {}
+    for p in Placement.objects.filter(replica=replica).select_related("deployment__version"):
+        if p.deployment is not None and not _on_replicas_revision(replica, p.deployment):
+            log.info("replica %s: %s was made on an older base revision; placement dropped", replica.url, p)
+            p.delete()
+            continue
+        rows[p.engine_model] = p
     over = [p for p in rows.values() if p.deployment_id is not None]
     if len(over) > replica.adapter_slots:  # re-placements from a dead replica may overfill it
         epoch = datetime.datetime.min.replace(tzinfo=datetime.UTC)

@@ -3,6 +3,10 @@
 - An adapter request goes to a healthy LoRA replica that holds the adapter (a
   :class:`~serving.models.Placement` row), fewest requests in flight first; when none
   holds it, to the least loaded healthy LoRA replica, where the caller places it.
+- A hot adapter (every holder has ``PEFTHUB_SERVING_HOT_INFLIGHT`` requests in flight or
+  more) goes to a replica that does not hold it yet but has a free adapter slot (no
+  eviction) and fewer in flight; the caller places it there too, so its requests then
+  spread across both.
 - A base-model request goes to a healthy ``base_only`` replica when there is one (vLLM is
   faster with LoRA off, and needs no identity LoRA), else to the least loaded LoRA replica.
 - ``unhealthy`` replicas never get traffic; ``unknown`` ones (registered, not checked yet)
@@ -133,7 +137,8 @@ def replica_engine(replica: Replica) -> VLLMEngine:
         default = get_engine("vllm", base_name=base.name, base_path=Path(base.local_path))
         assert isinstance(default, VLLMEngine)
         return default
-    key = (replica.pk, replica.url, replica.base_only, replica.max_cpu_loras, replica.max_loras)
+    # the revision too: after the base gets new weights, its identity LoRA is made from them
+    key = (replica.pk, replica.url, replica.base_only, replica.max_cpu_loras, replica.max_loras, base.revision)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
@@ -247,10 +252,28 @@ def pick(*, base: BaseModel, deployment: Deployment | None, exclude: set[int] = 
         )
         holders = [r for r in choice if r.pk in held]
         if holders:
-            return min(holders, key=lambda r: (inflight(r.pk), r.pk))
+            best = min(holders, key=lambda r: (inflight(r.pk), r.pk))
+            return _spill(best, [r for r in choice if r.pk not in held]) or best
     if not choice:
         raise _why_none(base, replicas, exclude)
     return min(choice, key=_load)
+
+
+def _free_slots(replica: Replica) -> int:
+    """Adapter slots ``replica`` has left (its placement count less the identity LoRA's)."""
+    adapters = getattr(replica, "held", 0) - (0 if replica.base_only else 1)
+    return replica.adapter_slots - max(adapters, 0)
+
+
+def _spill(best: Replica, others: list[Replica]) -> Replica | None:
+    """Another replica for a hot adapter whose least busy holder is ``best``: one with a free
+    slot (placing it there evicts nothing) and fewer requests in flight; None to stay."""
+    threshold = settings.PEFTHUB_SERVING_HOT_INFLIGHT
+    busy = inflight(best.pk)
+    if threshold <= 0 or busy < threshold:
+        return None
+    roomy = [r for r in others if _free_slots(r) > 0 and inflight(r.pk) < busy]
+    return min(roomy, key=_load) if roomy else None
 
 
 @contextlib.contextmanager

@@ -37,6 +37,22 @@ class Served:
         return self.version.method if self.version is not None else None
 
 
+_ENGINE_MODEL = re.compile(r"^a(?P<version>[0-9]+)-[0-9a-f]+$")
+
+
+def engine_model_name(version: AdapterVersion) -> str:
+    """The name a version's adapter has inside an engine: its id and content, so a name never
+    points at other weights (and says which version it was after the row is gone)."""
+    return f"a{version.pk}-{version.content_hash[:12]}"
+
+
+def engine_model_version_id(name: str) -> int | None:
+    """The id of the version an engine's adapter ``name`` belongs to (None: not a version's,
+    e.g. the base's identity LoRA)."""
+    match = _ENGINE_MODEL.match(name)
+    return int(match["version"]) if match else None
+
+
 def version_label(version: AdapterVersion) -> str:
     return f"{version.adapter.namespace.name}/{version.adapter.name}@v{version.number}"
 

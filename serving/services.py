@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ from .exceptions import EngineDown, EngineError, ModelNotFound, ServingError
 from .locks import host_lock
 from .materialize import version_folder, version_materialize
 from .models import Deployment, ModelUsage, Placement
-from .selectors import Served
+from .selectors import Served, engine_model_name
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -50,10 +51,12 @@ def older_revision(version: AdapterVersion) -> BaseModelRevision | None:
 
 def engine_get(*, name: str, base: BaseModel, version: AdapterVersion | None = None) -> Engine:
     """This process's engine ``name`` for ``base``; for a version made on an older revision of
-    it, the engine on that revision's folder (engine base ``<base>@<revision[:12]>``)."""
+    it, the peft engine on that revision's folder (engine base ``<base>@<revision[:12]>``),
+    whatever its deployment says: vLLM replicas run the current revision only, so a version
+    deployed to them moves here the moment its base gets a new revision."""
     old = older_revision(version) if version is not None else None
     if old is not None:
-        return get_engine(name, base_name=f"{base.name}@{old.revision[:12]}", base_path=Path(old.local_path))
+        return get_engine("peft", base_name=f"{base.name}@{old.revision[:12]}", base_path=Path(old.local_path))
     return get_engine(name, base_name=base.name, base_path=Path(base.local_path))
 
 
@@ -126,13 +129,50 @@ def deployment_activate(*, version: AdapterVersion, reason: str, user: User | No
             "live": True,
             "reason": reason,
             "engine": engine_name,
-            "engine_model": f"a{version.pk}-{version.content_hash[:12]}",
+            "engine_model": engine_model_name(version),
             "path": str(path),
             "deployed_by": user,
         },
     )
     transaction.on_commit(lambda: _load_if_shared(deployment.pk))
     return deployment
+
+
+@transaction.atomic
+def deployments_rebind(*, base: BaseModel) -> list[Deployment]:
+    """``base`` has a new current revision: each live deployment whose version was made on an
+    older one moves to the engine that runs that revision (the in-process peft engine), and
+    leaves the vLLM replicas, which restart on the new weights. The deployments moved."""
+    moved = []
+    deployments = (
+        Deployment.objects.select_for_update()
+        .filter(live=True, version__base_model=base)
+        .exclude(version__base_revision=base.revision)
+        .exclude(version__base_revision="")
+        .select_related("version__base_model", "version__adapter__namespace")
+    )
+    for deployment in deployments:
+        try:
+            engine_name = _engine_name_for(deployment.version)
+        except ServingError:
+            continue
+        if engine_name == deployment.engine:
+            continue
+        log.info("%s was made on an older revision of %s: now served by %s", deployment.version, base, engine_name)
+        was = deployment.engine
+        Deployment.objects.filter(pk=deployment.pk).update(engine=engine_name, updated_at=timezone.now())
+        Placement.objects.filter(deployment=deployment).delete()
+        if was == "vllm":
+            transaction.on_commit(partial(_unload_from_fleet, deployment.pk))
+        moved.append(deployment)
+    return moved
+
+
+def _unload_from_fleet(deployment_id: int) -> None:
+    from . import placement
+
+    deployment = Deployment.objects.select_related("version__base_model").get(pk=deployment_id)
+    placement.deployment_unload(deployment=deployment)
 
 
 def _load_if_shared(deployment_id: int) -> None:

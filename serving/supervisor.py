@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.db import close_old_connections, connections
 
@@ -100,10 +101,20 @@ class FleetSupervisor:
     in rotation when the reconciler has refilled it (``serving.placement``).
     """
 
-    def __init__(self, base, engines: dict[int, VLLMEngine], *, interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        base,
+        engines: dict[int, VLLMEngine],
+        *,
+        interval: float = 2.0,
+        make_engine: Callable[[Any, str, int], VLLMEngine] | None = None,
+    ) -> None:
         self.base = base
         self.engines = engines  # replica id -> its managed engine
         self.interval = interval
+        #: (base, url, index) -> a managed engine on the base's current folder; None: the
+        #: engines are kept on the revision they started with
+        self.make_engine = make_engine
         self.restarts = dict.fromkeys(engines, 0)
         self._down_since: dict[int, float] = {}
         self._stop = threading.Event()
@@ -128,10 +139,47 @@ class FleetSupervisor:
         placement.replicas_reconcile(base=self.base)
         return failed
 
+    def follow_revision(self) -> bool:
+        """The base has a new current revision (``hub_base_model_add`` with other weights):
+        stop every local replica and start it again on the new folder; whether it did.
+
+        All of them at once, not one by one: a replica still on the old weights would answer
+        for versions made on the new ones. Each leaves the rotation until the reconciler has
+        refilled it with the versions made on the new revision (those made on an older one
+        are served by the peft engine on their own revision, never placed here)."""
+        from hub.models import BaseModel
+
+        from . import placement
+        from .models import Replica
+
+        current = BaseModel.objects.get(pk=self.base.pk)
+        if self.make_engine is None or current.revision == self.base.revision:
+            return False
+        log.warning(
+            "base model `%s` has a new revision (%s, was %s): restarting its %d local replica(s) on %s",
+            current.name,
+            current.revision[:12],
+            self.base.revision[:12],
+            len(self.engines),
+            current.local_path,
+        )
+        for index, (pk, old) in enumerate(list(self.engines.items())):
+            why = f"restarting on revision {current.revision[:12]} of `{current.name}`"
+            placement.replica_mark_down(replica=Replica.objects.get(pk=pk), why=why)
+            old.stop()
+            engine = self.make_engine(current, old.url, index)
+            engine.server.spawn()
+            self.engines[pk] = engine
+            self.restarts[pk] += 1
+            self._down_since[pk] = time.monotonic()
+        self.base = current
+        return True
+
     def check_once(self) -> None:
         from . import placement
         from .models import Replica
 
+        self.follow_revision()
         for pk, engine in self.engines.items():
             server = engine.server
             replica = Replica.objects.get(pk=pk)

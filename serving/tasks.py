@@ -1,4 +1,5 @@
-"""Serving tasks: the hub's ``version.accepted``/``.deprecated``/``.withdrawn`` events (by id)."""
+"""Serving tasks: the hub's ``version.accepted``/``.deprecated``/``.withdrawn`` and
+``adapter.deleted`` events (by id)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 
 from celery import shared_task
 
-from hub.models import AdapterVersion
+from hub.models import AdapterVersion, BaseModel
 
 from .exceptions import ServingError
 from .models import Deployment
@@ -48,6 +49,30 @@ def version_withdrawn(version_id: int) -> None:
     version = AdapterVersion.objects.filter(pk=version_id).exclude(status=AdapterVersion.Status.ACCEPTED).first()
     if version is not None:
         services.deployment_deactivate(version=version, reason=Deployment.Reason.WITHDRAWN)
+
+
+@shared_task(name="serving.base_revision_added", acks_late=True, ignore_result=True)
+def base_revision_added(base_model_id: int) -> None:
+    """A base model has a new current revision: the live versions made on an older one leave
+    its vLLM replicas (which ``serving_engine`` restarts on the new weights) for the peft
+    engine on their own revision. Idempotent."""
+    from . import services
+
+    base = BaseModel.objects.filter(pk=base_model_id).first()
+    if base is not None:
+        services.deployments_rebind(base=base)
+
+
+@shared_task(name="serving.adapter_deleted", acks_late=True, ignore_result=True)
+def adapter_deleted(adapter_id: int, version_ids: list[int], base_model_ids: list[int]) -> None:
+    """An adapter was deleted with its versions: their deployments and placements went with
+    the rows (so the gateway answers 404 at once); unload them from every replica now.
+    Idempotent: a version no replica holds is left alone."""
+    from . import placement
+
+    done = placement.versions_unload(version_ids=version_ids, bases=BaseModel.objects.filter(pk__in=base_model_ids))
+    if done:
+        log.info("adapter %s deleted: unloaded %s", adapter_id, ", ".join(done))
 
 
 @shared_task(

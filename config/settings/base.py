@@ -191,8 +191,9 @@ PEFTHUB_EVENT_TASKS = {
     "version.deprecated": env.list("PEFTHUB_VERSION_DEPRECATED_TASKS", default=["serving.version_deprecated"]),
     "version.withdrawn": env.list("PEFTHUB_VERSION_WITHDRAWN_TASKS", default=["serving.version_withdrawn"]),
     "base_model.revision_added": env.list(
-        "PEFTHUB_BASE_REVISION_ADDED_TASKS", default=["evaluator.base_revision_added"]
+        "PEFTHUB_BASE_REVISION_ADDED_TASKS", default=["evaluator.base_revision_added", "serving.base_revision_added"]
     ),
+    "adapter.deleted": env.list("PEFTHUB_ADAPTER_DELETED_TASKS", default=["serving.adapter_deleted"]),
 }
 # Events are written to an outbox table with the change that causes them and sent after
 # commit; those the broker refused are sent again every PEFTHUB_OUTBOX_INTERVAL seconds (a
@@ -220,9 +221,10 @@ PEFTHUB_EVAL_DEVICE = env.str("PEFTHUB_EVAL_DEVICE", default="auto")
 PEFTHUB_EVAL_DTYPE = env.str("PEFTHUB_EVAL_DTYPE", default="auto")
 # The vllm backend's loglikelihood requests: auto (vLLM on CUDA, hf on CPU), vllm or hf.
 PEFTHUB_EVAL_VLLM_LOGLIKELIHOOD = env.str("PEFTHUB_EVAL_VLLM_LOGLIKELIHOOD", default="auto")
-# Send each job to `evaluation.<base model name>` (a GPU node holding one base's weights
-# consumes only that queue) instead of the single `evaluation` queue.
-PEFTHUB_EVAL_QUEUE_PER_BASE = env.bool("PEFTHUB_EVAL_QUEUE_PER_BASE", default=False)
+# The base models that have dedicated evaluation workers: their jobs go to the queue
+# `evaluation.<base model name>` (a GPU node holding that base's weights consumes it), every
+# other base's to `evaluation`. `*`: every base has one. Empty (the default): one queue.
+PEFTHUB_EVAL_BASE_QUEUES = env.list("PEFTHUB_EVAL_BASE_QUEUES", default=[])
 PEFTHUB_EVAL_SEED = env.int("PEFTHUB_EVAL_SEED", default=1234)
 # Questions per task (None: all). Only for quick looks: scores from a limit are partial.
 PEFTHUB_EVAL_LIMIT = env.int("PEFTHUB_EVAL_LIMIT", default=None)
@@ -327,6 +329,10 @@ PEFTHUB_METRICS_TOKEN = env.str("PEFTHUB_METRICS_TOKEN", default="")
 PEFTHUB_SERVING_REPLICA_FAILURES = env.int("PEFTHUB_SERVING_REPLICA_FAILURES", default=2)
 PEFTHUB_SERVING_HEALTH_TIMEOUT = env.float("PEFTHUB_SERVING_HEALTH_TIMEOUT", default=5.0)
 PEFTHUB_SERVING_RECONCILE_SECONDS = env.float("PEFTHUB_SERVING_RECONCILE_SECONDS", default=10.0)
+# A hot adapter: when every replica holding it has at least this many requests in flight
+# (counted per web process), it is placed on one more healthy replica that has a free adapter
+# slot, and requests spread across its holders. 0: never.
+PEFTHUB_SERVING_HOT_INFLIGHT = env.int("PEFTHUB_SERVING_HOT_INFLIGHT", default=4)
 # (added to CELERY_BEAT_SCHEDULE below, with the hub's periodic tasks)
 # --- end serving -----------------------------------------------------------------------
 

@@ -94,11 +94,21 @@ ANY_PARENT = object()
 
 @transaction.atomic
 def adapter_delete(*, adapter: Adapter, user: User) -> None:
-    """Delete an adapter with its versions; their blobs go at the next garbage collection."""
-    name = adapter.full_name
+    """Delete an adapter with its versions; their blobs go at the next garbage collection.
+
+    Emits ``adapter.deleted`` (what serves the versions unloads them everywhere)."""
+    name, adapter_id = adapter.full_name, adapter.pk
+    versions = list(AdapterVersion.objects.filter(adapter=adapter).values_list("pk", "base_model_id"))
     Adapter.objects.filter(pk=adapter.pk).update(latest_version=None)
     adapter.delete()
     AuditEvent.objects.create(kind=AuditEvent.Kind.ADAPTER_DELETED, actor=user, payload={"name": name})
+    if versions:
+        events.emit_on_commit(
+            events.ADAPTER_DELETED,
+            adapter_id,
+            sorted(pk for pk, _ in versions),
+            sorted({base for _, base in versions}),
+        )
 
 
 def _resolve_base(files: Mapping[str, BinaryIO], card: CardInput) -> BaseModel:

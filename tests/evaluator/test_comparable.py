@@ -210,7 +210,7 @@ def test_per_base_queue_and_brokers_without_priorities(settings, monkeypatch, dj
 
     sent = []
     monkeypatch.setattr(run_evaluation_job, "apply_async", lambda args, **options: sent.append(options))
-    settings.PEFTHUB_EVAL_QUEUE_PER_BASE = True
+    settings.PEFTHUB_EVAL_BASE_QUEUES = ["*"]
     job = EvaluationJobFactory(reevaluation=True)
     for url, expected in (("amqp://guest@localhost//", {"priority": 0}), ("filesystem://", {})):
         settings.CELERY_BROKER_URL = url
@@ -231,7 +231,7 @@ def test_on_redis_a_worker_takes_an_upload_before_a_re_evaluation_queued_earlier
     hands out the upload's first."""
     redis = pytest.importorskip("redis")
     settings.CELERY_BROKER_URL = REDIS
-    settings.PEFTHUB_EVAL_QUEUE_PER_BASE = True
+    settings.PEFTHUB_EVAL_BASE_QUEUES = ["prio-test-base"]
     base = BaseModelFactory(name="prio-test-base")
     reeval = EvaluationJobFactory(version=AdapterVersionFactory(base_model=base), reevaluation=True)
     upload = EvaluationJobFactory(version=AdapterVersionFactory(base_model=base))
@@ -261,6 +261,47 @@ def test_on_redis_a_worker_takes_an_upload_before_a_re_evaluation_queued_earlier
         app.amqp._producer_pool = None
         for key in client.scan_iter(f"{queue}*"):
             client.delete(key)
+
+
+@pytest.mark.redis
+def test_on_redis_a_base_without_a_worker_of_its_own_is_consumed_from_evaluation(
+    settings, django_capture_on_commit_callbacks
+):
+    """The queues a real worker reads: `-Q evaluation.queue-own-base` gets that base's job, and
+    `-Q evaluation` (the general worker) the job of a base nobody dedicated a worker to."""
+    redis = pytest.importorskip("redis")
+    settings.CELERY_BROKER_URL = REDIS
+    settings.PEFTHUB_EVAL_BASE_QUEUES = ["queue-own-base"]
+    own = EvaluationJobFactory(version=AdapterVersionFactory(base_model=BaseModelFactory(name="queue-own-base")))
+    other = EvaluationJobFactory(version=AdapterVersionFactory(base_model=BaseModelFactory(name="queue-other-base")))
+    client = redis.Redis.from_url(REDIS)
+    queues = ("evaluation", "evaluation.queue-own-base", "evaluation.queue-other-base")
+    for name in queues:
+        client.delete(name)
+    saved = (app.conf.broker_url, app.conf.task_always_eager)
+    app.conf.broker_url, app.conf.task_always_eager = REDIS, False
+    app._pool = None
+    app.amqp._producer_pool = None
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            jobs_enqueue([own.pk, other.pk])
+        taken = {}
+        with app.connection_for_read() as conn:
+            for name in queues[:2]:
+                simple = conn.SimpleQueue(name)
+                message = simple.get(timeout=5)
+                taken[name] = message.headers["argsrepr"]
+                message.ack()
+                simple.close()
+        assert taken == {"evaluation": f"[{other.pk}]", "evaluation.queue-own-base": f"[{own.pk}]"}
+        assert [client.llen(name) for name in queues] == [0, 0, 0]  # one each, and none on a queue nobody reads
+    finally:
+        app.conf.broker_url, app.conf.task_always_eager = saved
+        app._pool = None
+        app.amqp._producer_pool = None
+        for name in queues:
+            for key in client.scan_iter(f"{name}*"):
+                client.delete(key)
 
 
 # --- re-evaluation on a new base revision, for real (lm-eval on the tiny chat model) -------------

@@ -54,14 +54,22 @@ def test_the_task_enqueues_what_the_worker_gives_back(db, monkeypatch, django_ca
     assert sent == [([41], "evaluation"), ([42], "evaluation")]
 
 
-@pytest.mark.parametrize(("per_base", "queue"), [(False, "evaluation"), (True, "evaluation.tiny-base")])
-def test_jobs_go_to_their_base_models_queue(
-    db, settings, monkeypatch, django_capture_on_commit_callbacks, per_base, queue
+@pytest.mark.parametrize(
+    ("named", "queue"),
+    [
+        ([], "evaluation"),  # the default: one queue
+        (["llama-3.1-8b-instruct"], "evaluation"),  # another base has a worker of its own; this one falls back
+        (["llama-3.1-8b-instruct", "Tiny-Base"], "evaluation.tiny-base"),  # names match as base names do
+        (["*"], "evaluation.tiny-base"),  # every base has its own worker
+    ],
+)
+def test_jobs_go_to_their_base_models_queue_only_where_it_has_a_worker(
+    db, settings, monkeypatch, django_capture_on_commit_callbacks, named, queue
 ):
     from evaluator import services, tasks
     from tests.factories import EvaluationJobFactory
 
-    settings.PEFTHUB_EVAL_QUEUE_PER_BASE = per_base
+    settings.PEFTHUB_EVAL_BASE_QUEUES = named
     job = EvaluationJobFactory()
     sent = []
     monkeypatch.setattr(tasks.run_evaluation_job, "apply_async", lambda args, queue: sent.append((args, queue)))

@@ -17,6 +17,8 @@ SERVING_TASKS = {
     "version.accepted": ["serving.version_accepted"],
     "version.deprecated": ["serving.version_deprecated"],
     "version.withdrawn": ["serving.version_withdrawn"],
+    "adapter.deleted": ["serving.adapter_deleted"],
+    "base_model.revision_added": ["serving.base_revision_added"],
 }
 
 

@@ -334,3 +334,172 @@ def test_with_no_reconciler_running_a_replica_that_came_back_is_checked_on_deman
     assert response.json()["choices"][0]["text"] == f"A:{IDENTITY_NAME}"
     states = dict(Replica.objects.values_list("url", "health"))
     assert states == {fleet.a.url: "healthy", fleet.b.url: "unhealthy"}
+
+
+def test_a_deleted_adapter_leaves_every_replica_and_is_404_at_once(
+    fleet, alice, alice_client, strong, django_capture_on_commit_callbacks
+):
+    from hub.models import OutboxEvent
+
+    one = deploy(alice, "alice/one", strong["lora"])
+    other = deploy(alice, "alice/other", strong["lora2"])
+    placement.placement_ensure(replica=fleet.rb, deployment=one)  # a hot adapter on both
+    assert one.engine_model in fleet.a.loaded and one.engine_model in fleet.b.loaded
+    assert complete(alice_client, "alice/one").status_code == 200
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # the event not sent yet
+        response = alice_client.generic(
+            "DELETE", "/api/repos/delete", json.dumps({"name": "one", "organization": "alice"}), "application/json"
+        )
+    assert response.status_code == 200, response.content
+    # the gateway knows at once, before serving has heard of it
+    gone = complete(alice_client, "alice/one")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "model_not_found"
+    assert not Placement.objects.filter(engine_model=one.engine_model).exists()
+    assert one.engine_model in fleet.a.loaded  # the engines still hold it until the event arrives
+    event = OutboxEvent.objects.get(event="adapter.deleted")
+    assert event.task == "serving.adapter_deleted" and event.args[1] == [one.version_id]
+    for callback in callbacks:
+        callback()
+    assert one.engine_model not in fleet.a.loaded and one.engine_model not in fleet.b.loaded
+    assert other.engine_model in fleet.a.loaded | fleet.b.loaded  # the other adapter stays
+    assert complete(alice_client, "alice/other").status_code == 200
+
+
+def test_a_replica_down_when_an_adapter_is_deleted_drops_it_when_it_comes_back(
+    fleet, alice, alice_client, strong, django_capture_on_commit_callbacks
+):
+    one = deploy(alice, "alice/one", strong["lora"])
+    ids = (one.version.adapter_id, [one.version_id], [one.version.base_model_id])
+    placement.placement_ensure(replica=fleet.rb, deployment=one)
+    fleet.b.kill()
+    placement.replica_mark_down(replica=fleet.rb, why="killed")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_client.generic(
+            "DELETE", "/api/repos/delete", json.dumps({"name": "one", "organization": "alice"}), "application/json"
+        )
+    assert response.status_code == 200, response.content
+    assert one.engine_model not in fleet.a.loaded
+    tasks.adapter_deleted(*ids)  # delivered again: no harm
+    fleet.b.start()
+    fleet.b.loaded[one.engine_model] = "/somewhere"  # what it held before it went down
+    placement.replicas_reconcile()
+    fleet.rb.refresh_from_db()
+    assert fleet.rb.health == "healthy" and set(fleet.b.loaded) == {IDENTITY_NAME}
+
+
+class ManagedFake:
+    """What ``FleetSupervisor`` drives, over a fake replica: ``spawn`` restarts it (holding
+    nothing, as a restarted vLLM does) and records the base folder it was started on."""
+
+    def __init__(self, fake: FakeVLLM, base_path) -> None:
+        self.fake, self.base_path, self.url = fake, str(base_path), fake.url
+        self.server, self.process, self.startup_timeout = self, None, 60
+
+    def spawn(self) -> None:
+        self.fake.kill()
+        self.fake.start()
+        self.fake.started_on = self.base_path  # type: ignore[attr-defined]
+
+    def exited(self) -> bool:
+        return False
+
+    def stop(self) -> None:
+        self.fake.kill()
+
+
+def test_a_new_base_revision_restarts_the_replicas_on_it_and_refills_them(
+    fleet, alice, alice_client, strong, served_base, served_base_dir, tmp_path, django_capture_on_commit_callbacks
+):
+    import shutil
+
+    from serving.exceptions import ServingError
+    from serving.supervisor import FleetSupervisor
+    from tests.factories import register_base
+
+    old = deploy(alice, "alice/old", strong["lora"])  # made on revision 0…
+    placement.placement_ensure(replica=fleet.rb, deployment=old)
+    assert old.engine_model in fleet.a.loaded and old.engine_model in fleet.b.loaded
+    fakes = {fleet.ra.pk: fleet.a, fleet.rb.pk: fleet.b}
+    by_url = {fake.url: fake for fake in fakes.values()}
+    supervisor = FleetSupervisor(
+        served_base,
+        {pk: ManagedFake(fake, served_base_dir) for pk, fake in fakes.items()},
+        make_engine=lambda base, url, index: ManagedFake(by_url[url], base.local_path),
+    )
+    supervisor.check_once()  # same revision: nothing restarts
+    assert supervisor.restarts == {fleet.ra.pk: 0, fleet.rb.pk: 0}
+
+    newer = tmp_path / "tiny-llama-rev9"
+    shutil.copytree(served_base_dir, newer)
+    with django_capture_on_commit_callbacks(execute=True):  # hub_base_model_add with other weights
+        register_base(newer, "tiny-llama", "test-org/tiny-llama", "9" * 64)
+    # the version made on revision 0 leaves the replicas at once (they are to run revision 9)
+    old.refresh_from_db()
+    assert old.engine == "peft" and not Placement.objects.filter(deployment=old).exists()
+    assert old.engine_model not in fleet.a.loaded and old.engine_model not in fleet.b.loaded
+    with pytest.raises(ServingError, match="made on revision 000000000000"):
+        placement.placement_ensure(replica=Replica.objects.get(pk=fleet.ra.pk), deployment=old)
+    new = deploy(alice, "alice/new", strong["lora2"])  # made on revision 9
+    assert new.version.base_revision == "9" * 64 and new.engine == "vllm"
+
+    supervisor.check_once()  # the supervisor notices, restarts both on the new folder, refills them
+    assert supervisor.restarts == {fleet.ra.pk: 1, fleet.rb.pk: 1}
+    assert fleet.a.started_on == fleet.b.started_on == str(newer)
+    for replica in Replica.objects.filter(pk__in=fakes):
+        assert replica.health == "healthy", replica.last_error
+    assert new.engine_model in fleet.a.loaded | fleet.b.loaded
+    assert old.engine_model not in fleet.a.loaded | fleet.b.loaded
+    assert IDENTITY_NAME in fleet.a.loaded and IDENTITY_NAME in fleet.b.loaded
+
+    answer = complete(alice_client, "alice/new")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["choices"][0]["text"].endswith(new.engine_model)  # from a replica on revision 9
+    answer = complete(alice_client, "alice/old@v1")  # the peft engine on revision 0
+    assert answer.status_code == 200, answer.content
+    assert sum(fake.answered(old.engine_model) for fake in fakes.values()) == 0
+    supervisor.check_once()  # and only once
+    assert supervisor.restarts == {fleet.ra.pk: 1, fleet.rb.pk: 1}
+
+
+def test_a_hot_adapter_is_placed_on_another_replica_and_requests_spread(fleet, alice, alice_client, strong, settings):
+    settings.PEFTHUB_SERVING_HOT_INFLIGHT = 2
+    one = deploy(alice, "alice/one", strong["lora"])
+    assert one.engine_model in fleet.a.loaded and one.engine_model not in fleet.b.loaded
+    busy = [router.acquire(fleet.ra.pk)]  # one request in flight on A: below the threshold
+    assert complete(alice_client, "alice/one").json()["choices"][0]["text"] == f"A:{one.engine_model}"
+    assert one.engine_model not in fleet.b.loaded
+    busy.append(router.acquire(fleet.ra.pk))  # two: hot; B has room and nothing in flight
+    assert complete(alice_client, "alice/one").json()["choices"][0]["text"] == f"B:{one.engine_model}"
+    assert one.engine_model in fleet.b.loaded and held(fleet.rb) >= {one.engine_model}
+    assert one.engine_model in fleet.a.loaded  # it stays on A too
+    # both hold it now: each request goes to the holder with fewer in flight
+    for give_back in busy:
+        give_back()
+    on_b = [router.acquire(fleet.rb.pk)]
+    assert complete(alice_client, "alice/one").json()["choices"][0]["text"] == f"A:{one.engine_model}"
+    on_b[0]()
+    on_a = [router.acquire(fleet.ra.pk)]
+    assert complete(alice_client, "alice/one").json()["choices"][0]["text"] == f"B:{one.engine_model}"
+    on_a[0]()
+    # a reconcile keeps both placements (they are the hub's wish, not a stray load)
+    placement.replicas_reconcile()
+    assert one.engine_model in fleet.a.loaded and one.engine_model in fleet.b.loaded
+
+
+def test_a_hot_adapter_does_not_evict_others_to_spread(fleet, alice, alice_client, strong, settings):
+    settings.PEFTHUB_SERVING_HOT_INFLIGHT = 2
+    one = deploy(alice, "alice/one", strong["lora"])
+    assert one.engine_model in fleet.a.loaded
+    others = [deploy(alice, f"alice/other{i}", strong["lora2"]) for i in range(3)]
+    for other in others:  # B's three adapter slots full
+        Placement.objects.filter(deployment=other).delete()
+        placement.placement_ensure(replica=fleet.rb, deployment=other)
+    assert len(held(fleet.rb)) == 4  # the identity LoRA and three adapters
+    busy = [router.acquire(fleet.ra.pk) for _ in range(3)]
+    assert complete(alice_client, "alice/one").json()["choices"][0]["text"] == f"A:{one.engine_model}"
+    assert {o.engine_model for o in others} <= set(fleet.b.loaded) and one.engine_model not in fleet.b.loaded
+    settings.PEFTHUB_SERVING_HOT_INFLIGHT = 0  # off: one replica per adapter, however busy
+    Placement.objects.filter(deployment=others[0]).delete()
+    assert complete(alice_client, "alice/one").json()["choices"][0]["text"] == f"A:{one.engine_model}"
+    for give_back in busy:
+        give_back()

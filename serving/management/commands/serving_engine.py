@@ -12,8 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from hub.models import BaseModel
 from serving import placement
-from serving.engines import get_engine
 from serving.engines.base import EngineSpec
+from serving.engines.registry import ENGINES, register_instance
 from serving.engines.vllm_engine import VLLMEngine
 from serving.supervisor import FleetSupervisor
 
@@ -27,9 +27,13 @@ def replica_urls(count: int) -> list[str]:
 
 
 def _engine(base: BaseModel, url: str, index: int) -> VLLMEngine:
+    """A managed engine for replica ``index`` of ``base``, on the base's current folder."""
     if index == 0 and base.name == settings.PEFTHUB_VLLM_BASE_MODEL:
-        engine = get_engine("vllm", base_name=base.name, base_path=Path(base.local_path), manage=True)
+        # this process's registry engine for the base (the one its own code paths use), made
+        # afresh so that a restart on a new revision gets the new folder
+        engine = ENGINES["vllm"](base_name=base.name, base_path=Path(base.local_path), manage=True)
         assert isinstance(engine, VLLMEngine)
+        register_instance("vllm", base.name, engine)
         return engine
     spec = EngineSpec(
         base_name=base.name,
@@ -105,7 +109,7 @@ class Command(BaseCommand):
             )
             engines[replica.pk] = engine
             self.stdout.write(f"serving: starting vLLM for `{base_model.name}` on {engine.url} ({engine.log_path})")
-        supervisor = FleetSupervisor(base_model, engines)
+        supervisor = FleetSupervisor(base_model, engines, make_engine=_engine)
         failed = supervisor.start_all()
         for pk, why in failed.items():
             self.stderr.write(f"serving: the replica on {engines[pk].url} did not start: {why}")
