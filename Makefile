@@ -53,7 +53,7 @@ run: base-model
 	@echo "web: http://$(HOST):$(PORT)  API docs: http://$(HOST):$(PORT)/api/docs/"
 	@echo "API token for user 'demo' (superuser, namespace 'demo'):"
 	@$(PY) manage.py hub_token_create demo --superuser --name make-run
-	$(SETSID) $(PY) -m celery -A config worker -l info -Q evaluation -c 1 -n evaluation@%h & \
+	$(SETSID) $(PY) -m celery -A config worker -l info -Q evaluation,downloads -c 1 -n evaluation@%h & \
 	  evaluator=$$!; \
 	  $(SETSID) $(PY) -m celery -A config worker --beat -l info -Q default -c 1 -n default@%h & \
 	  worker=$$!; \

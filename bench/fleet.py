@@ -100,8 +100,8 @@ class _Web:
             PEFTHUB_SERVING_LIMITS_URL="memory://",
             PEFTHUB_SERVING_ALLOW_IGNORE_EOS="true",
             PYTHONPATH=str(ROOT),
-            **(extra_env or {}),
         )
+        env.update(extra_env or {})
         argv = [part.replace("{port}", str(self.port)) for part in (command or PRODUCTION)]
         self.proc = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,

@@ -112,7 +112,7 @@ worker)
     wait_for migrations
     # One task at a time: an evaluation loads a model and may use every core. --beat runs
     # the periodic tasks (the event outbox, the reconcilers): one worker container only.
-    exec celery -A config worker --beat --queues default,evaluation --concurrency 1 \
+    exec celery -A config worker --beat --queues default,evaluation,downloads --concurrency 1 \
         --loglevel "${LOG_LEVEL:-INFO}" "$@"
     ;;
 engine)

@@ -1,7 +1,4 @@
-from pathlib import Path
-
 from django import forms
-from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
@@ -17,6 +14,7 @@ from .models import (
     AuditEvent,
     BaseModel,
     BaseModelAlias,
+    BaseModelImport,
     Blob,
     Membership,
     Namespace,
@@ -56,20 +54,22 @@ class BaseModelAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                base, new_revision = services.base_model_add_from_hub(
+                job, created = services.base_model_import_request(
+                    user=request.user,
                     repo_id=data["from_hub"],
                     revision=data["revision"],
                     name=data["name"],
                     aliases=[data["alias"]] if data["alias"] else [],
                     license=data["license"],
-                    data_dir=Path(settings.PEFTHUB_DATA_DIR),
                 )
             except HubError as error:
                 form.add_error(None, error.message)
             else:
-                what = "Added revision" if new_revision else "Already had revision"
-                self.message_user(request, f"{what} {base.revision[:12]} of base model `{base.name}`.")
-                return redirect("admin:hub_basemodel_change", base.pk)
+                what = "Downloading" if created else "Already downloading"
+                self.message_user(
+                    request, f"{what} `{job.from_hub}` at {job.commit[:12]} as `{job.name}` on a worker: see below."
+                )
+                return redirect("admin:hub_basemodelimport_change", job.pk)
         context = {
             **self.admin_site.each_context(request),
             "title": "Add a base model from a hub",
@@ -167,3 +167,19 @@ class OutboxEventAdmin(admin.ModelAdmin):
 
     list_display = ["event", "task", "args", "created_at", "sent_at", "attempts", "last_error"]
     list_filter = ["event", ("sent_at", admin.EmptyFieldListFilter)]
+
+
+@admin.register(BaseModelImport)
+class BaseModelImportAdmin(admin.ModelAdmin):
+    """Downloads staff asked for (the base model admin's "add", or REST): read-only, their
+    outcome written by the worker."""
+
+    list_display = ["id", "from_hub", "commit", "name", "status", "requested_by", "created_at", "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in BaseModelImport._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # asked for from the base model admin, whose checks run first
+
+    def has_change_permission(self, request, obj=None):
+        return False

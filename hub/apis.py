@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
-from pathlib import Path
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
@@ -31,6 +30,7 @@ from .serializers import (
     AliasOut,
     AliasSetIn,
     BaseModelAddIn,
+    BaseModelImportOut,
     BaseModelOut,
     CardIn,
     DeprecateIn,
@@ -60,23 +60,44 @@ class BaseModelListApi(APIView):
     def get(self, request: Request) -> Response:
         return Response(BaseModelOut(selectors.base_model_list(), many=True).data)
 
-    @extend_schema(request=BaseModelAddIn, responses={201: BaseModelOut, 200: BaseModelOut})
+    @extend_schema(request=BaseModelAddIn, responses={202: BaseModelImportOut})
     def post(self, request: Request) -> Response:
         """Staff: add a base model (or a new revision of one) from a Hugging Face hub.
 
-        The download runs in the request: 201 for a new revision, 200 for one it had."""
+        What the download cannot change is checked here (a 4xx saying what to fix); the
+        download runs on a worker: 202 with the download to poll (its ``url``). Asked again
+        while it runs, the same download is answered."""
         selectors.require_staff(user=request.user, action="adding a base model")
         data = validated(BaseModelAddIn, request.data)
-        base, new_revision = services.base_model_add_from_hub(
+        job, _created = services.base_model_import_request(
+            user=request.user,
             repo_id=data["from_hub"],
             revision=data["revision"],
             name=data["name"],
             aliases=[*data["aliases"], *([data["alias"]] if "alias" in data else [])],
             license=data["license"],
             display_name=data["display_name"],
-            data_dir=Path(settings.PEFTHUB_DATA_DIR),
         )
-        return Response(BaseModelOut(base).data, status=status.HTTP_201_CREATED if new_revision else status.HTTP_200_OK)
+        job.refresh_from_db()  # eager Celery (tests, a single process) may have run it already
+        body = BaseModelImportOut(job).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+
+class BaseModelImportListApi(APIView):
+    @extend_schema(responses=BaseModelImportOut(many=True))
+    def get(self, request: Request) -> Response:
+        """Staff: base model downloads, newest first (the latest 100)."""
+        jobs = selectors.base_model_import_list(user=request.user)[:100]
+        return Response(BaseModelImportOut(jobs, many=True).data)
+
+
+class BaseModelImportDetailApi(APIView):
+    @extend_schema(responses=BaseModelImportOut)
+    def get(self, request: Request, import_id: int) -> Response:
+        """Staff: one download: ``queued``, ``running``, ``done`` (with the base model) or
+        ``failed`` (with why)."""
+        job = selectors.base_model_import_get(user=request.user, import_id=import_id)
+        return Response(BaseModelImportOut(job).data)
 
 
 class BaseModelDetailApi(APIView):

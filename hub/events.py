@@ -24,6 +24,9 @@ BASE_REVISION_ADDED = "base_model.revision_added"
 # ids and their base models' ids: the rows are gone when it arrives, so a subscriber (serving
 # unloads the versions from its engines) works from the ids alone.
 ADAPTER_DELETED = "adapter.deleted"
+# Staff asked for a base model from a hub (REST, admin): its one argument is the
+# BaseModelImport's id; the hub's own task downloads it (hub.base_model_import).
+BASE_MODEL_IMPORT_REQUESTED = "base_model.import_requested"
 
 
 def task_names(event: str) -> list[str]:

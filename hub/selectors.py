@@ -18,6 +18,7 @@ from .models import (
     ApiToken,
     BaseModel,
     BaseModelAlias,
+    BaseModelImport,
     BaseModelRevision,
     Membership,
     Namespace,
@@ -115,6 +116,19 @@ def base_revision_commit_sha(row: BaseModelRevision) -> str:
     """The revision's commit id for HF clients: like :func:`version_commit_sha`, the first
     40 hex digits of its content hash."""
     return row.revision[:HF_COMMIT_LENGTH]
+
+
+def base_model_import_list(*, user) -> QuerySet[BaseModelImport]:
+    """Base model downloads, newest first: staff only."""
+    require_staff(user=user, action="reading base model downloads")
+    return BaseModelImport.objects.select_related("base_model", "requested_by").prefetch_related("base_model__aliases")
+
+
+def base_model_import_get(*, user, import_id: int) -> BaseModelImport:
+    try:
+        return base_model_import_list(user=user).get(pk=import_id)
+    except BaseModelImport.DoesNotExist:
+        raise NotFound(f"no base model download #{import_id}") from None
 
 
 def base_model_list() -> QuerySet[BaseModel]:

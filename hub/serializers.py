@@ -6,7 +6,7 @@ import json
 
 from rest_framework import serializers
 
-from .models import Adapter, AdapterVersion, ApiToken, BaseModel, Namespace
+from .models import Adapter, AdapterVersion, ApiToken, BaseModel, BaseModelImport, Namespace
 
 
 # --- input ---------------------------------------------------------------------------------
@@ -156,6 +156,42 @@ class BaseModelOut(serializers.ModelSerializer):
         for full, shape in obj.modules.items():
             short.setdefault(full.rsplit(".", 1)[-1], shape)
         return dict(sorted(short.items()))
+
+
+class BaseModelImportOut(serializers.ModelSerializer):
+    """A download staff asked for: poll ``url`` until ``status`` is ``done`` or ``failed``."""
+
+    url = serializers.SerializerMethodField()
+    base_model = serializers.SerializerMethodField()
+    requested_by: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = BaseModelImport
+        fields = [
+            "id",
+            "url",
+            "status",
+            "error",
+            "from_hub",
+            "revision",
+            "commit",
+            "name",
+            "aliases",
+            "license",
+            "base_model",
+            "new_revision",
+            "requested_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_url(self, obj: BaseModelImport) -> str:
+        return f"/api/v1/base-model-imports/{obj.pk}/"
+
+    def get_base_model(self, obj: BaseModelImport) -> dict | None:
+        """The base model as added (its revision, shapes and aliases), once ``done``."""
+        return BaseModelOut(obj.base_model).data if obj.base_model is not None else None
 
 
 class NamespaceOut(serializers.ModelSerializer):

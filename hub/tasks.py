@@ -22,3 +22,14 @@ def reconcile() -> dict:
     from .reconcile import reconcilers_run
 
     return reconcilers_run()
+
+
+@shared_task(name="hub.base_model_import", acks_late=True, ignore_result=True)
+def base_model_import(import_id: int) -> None:
+    """Download a base model staff asked for (``services.base_model_import_request``); on the
+    ``downloads`` queue (CELERY_TASK_ROUTES), so events never wait behind a download."""
+    from pathlib import Path
+
+    from .services import base_model_import_run
+
+    base_model_import_run(import_id=import_id, data_dir=Path(settings.PEFTHUB_DATA_DIR))

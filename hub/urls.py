@@ -8,6 +8,12 @@ ADAPTER = rf"adapters/(?P<namespace>{NAME})/(?P<name>{NAME})"
 app_name = "hub"
 urlpatterns = [
     path("base-models/", apis.BaseModelListApi.as_view(), name="base-model-list"),
+    path("base-model-imports/", apis.BaseModelImportListApi.as_view(), name="base-model-import-list"),
+    path(
+        "base-model-imports/<int:import_id>/",
+        apis.BaseModelImportDetailApi.as_view(),
+        name="base-model-import-detail",
+    ),
     re_path(r"^base-models/(?P<name>.+)/$", apis.BaseModelDetailApi.as_view(), name="base-model-detail"),
     path("namespaces/", apis.NamespaceListApi.as_view(), name="namespace-list"),
     re_path(

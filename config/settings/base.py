@@ -194,6 +194,8 @@ PEFTHUB_EVENT_TASKS = {
         "PEFTHUB_BASE_REVISION_ADDED_TASKS", default=["evaluator.base_revision_added", "serving.base_revision_added"]
     ),
     "adapter.deleted": env.list("PEFTHUB_ADAPTER_DELETED_TASKS", default=["serving.adapter_deleted"]),
+    # the hub's own: a base model staff asked for over REST or in the admin is downloaded there
+    "base_model.import_requested": ["hub.base_model_import"],
 }
 # Events are written to an outbox table with the change that causes them and sent after
 # commit; those the broker refused are sent again every PEFTHUB_OUTBOX_INTERVAL seconds (a
@@ -207,8 +209,15 @@ PEFTHUB_OUTBOX_KEEP_DAYS = env.float("PEFTHUB_OUTBOX_KEEP_DAYS", default=7.0)
 # PEFTHUB_RECONCILE_GRACE seconds are left to their events.
 PEFTHUB_RECONCILERS = env.list(
     "PEFTHUB_RECONCILERS",
-    default=["evaluator.reconcile.evaluations_reconcile", "serving.reconcile.deployments_reconcile"],
+    default=[
+        "evaluator.reconcile.evaluations_reconcile",
+        "serving.reconcile.deployments_reconcile",
+        "hub.services.base_model_imports_expire",
+    ],
 )
+# A base model download (REST, admin) with no outcome this many seconds after it started
+# failed with its worker: it is marked failed, so that it can be asked for again.
+PEFTHUB_BASE_IMPORT_TIMEOUT = env.float("PEFTHUB_BASE_IMPORT_TIMEOUT", default=6 * 3600.0)
 PEFTHUB_RECONCILE_INTERVAL = env.float("PEFTHUB_RECONCILE_INTERVAL", default=300.0)
 PEFTHUB_RECONCILE_GRACE = env.float("PEFTHUB_RECONCILE_GRACE", default=120.0)
 
@@ -389,7 +398,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Evaluations hold a model in memory for minutes: their own queue, for GPU workers.
-CELERY_TASK_ROUTES = {"evaluator.run_job": {"queue": "evaluation"}}
+# Long tasks have queues of their own, so that events (on `default`) never wait behind them:
+# evaluations, and base model downloads (`downloads`: `make run`'s evaluation worker and the
+# image's worker read it).
+CELERY_TASK_ROUTES = {"evaluator.run_job": {"queue": "evaluation"}, "hub.base_model_import": {"queue": "downloads"}}
 # Periodic tasks (a worker started with `--beat`, as `make run` and the image's worker do).
 # A run that waited past its interval is dropped: the next one does the same work.
 CELERY_BEAT_SCHEDULE = {

@@ -8,8 +8,11 @@ it is fetched. Django-free, like the rest of :mod:`hub.basemodels`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from hub.exceptions import HubError
@@ -35,29 +38,23 @@ def check_weights(repo_id: str, files: list[str]) -> None:
     raise _refuse(f"`{repo_id}` has no *.safetensors weights; it has: {', '.join(sorted(files)) or 'no files'}")
 
 
-def download_snapshot(
-    repo_id: str, *, revision: str, target: Path, endpoint: str | None = None, token: str | None = None
-) -> tuple[Path, str]:
-    """The repo's files at ``revision`` in ``target`` (pickles left out), and its card's license.
+@dataclass(frozen=True)
+class Snapshot:
+    """What a hub says of a repo at a revision, before anything is downloaded."""
 
-    ``endpoint`` defaults to ``HF_ENDPOINT`` as the process has it now (huggingface_hub
-    reads it once, at import)."""
-    from huggingface_hub import HfApi, snapshot_download
+    repo_id: str
+    commit: str  # the commit the revision names now
+    files: tuple[str, ...]
+    license: str
+
+
+@contextlib.contextmanager
+def _hub_errors(repo_id: str, revision: str, where: str) -> Iterator[None]:
+    """The hub client's errors as the hub's own, saying what to fix."""
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
-    where = endpoint or "the Hugging Face Hub (set HF_ENDPOINT for another hub)"
     try:
-        info = HfApi(endpoint=endpoint, token=token).model_info(repo_id, revision=revision)
-        check_weights(repo_id, [s.rfilename for s in info.siblings or []])
-        snapshot_download(
-            repo_id,
-            revision=info.sha,  # the commit the revision names now, for every file
-            local_dir=target,
-            endpoint=endpoint,
-            token=token,
-            ignore_patterns=[f"*{ext}" for ext in sorted(PICKLE_EXTENSIONS)],
-        )
+        yield
     except RevisionNotFoundError as error:
         raise _refuse(f"`{repo_id}` has no revision `{revision}` at {where}: {error}") from error
     except RepositoryNotFoundError as error:
@@ -73,8 +70,47 @@ def download_snapshot(
             f"could not download `{repo_id}` from {where}: {type(error).__name__}: {error} "
             "(is the hub reachable, with HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE unset?)"
         ) from error
-    # snapshot_download's bookkeeping for local_dir; not part of the model.
-    shutil.rmtree(target / ".cache", ignore_errors=True)
+
+
+def _where(endpoint: str | None) -> str:
+    return endpoint or "the Hugging Face Hub (set HF_ENDPOINT for another hub)"
+
+
+def resolve_snapshot(repo_id: str, *, revision: str, endpoint: str | None = None, token: str | None = None) -> Snapshot:
+    """One metadata call: the commit ``revision`` names, the files and the card's license;
+    a repo with pickle weights only (or none) is refused here, before any download."""
+    from huggingface_hub import HfApi
+
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    with _hub_errors(repo_id, revision, _where(endpoint)):
+        info = HfApi(endpoint=endpoint, token=token).model_info(repo_id, revision=revision)
+        files = tuple(s.rfilename for s in info.siblings or [])
+        check_weights(repo_id, list(files))
     card = info.card_data.to_dict() if info.card_data is not None else {}
     license = card.get("license")
-    return target, license if isinstance(license, str) else ""
+    return Snapshot(repo_id, str(info.sha), files, license if isinstance(license, str) else "")
+
+
+def download_snapshot(
+    repo_id: str, *, revision: str, target: Path, endpoint: str | None = None, token: str | None = None
+) -> tuple[Path, str]:
+    """The repo's files at ``revision`` in ``target`` (pickles left out), and its card's license.
+
+    ``endpoint`` defaults to ``HF_ENDPOINT`` as the process has it now (huggingface_hub
+    reads it once, at import)."""
+    from huggingface_hub import snapshot_download
+
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    snapshot = resolve_snapshot(repo_id, revision=revision, endpoint=endpoint, token=token)
+    with _hub_errors(repo_id, revision, _where(endpoint)):
+        snapshot_download(
+            repo_id,
+            revision=snapshot.commit,  # the commit the revision names now, for every file
+            local_dir=target,
+            endpoint=endpoint,
+            token=token,
+            ignore_patterns=[f"*{ext}" for ext in sorted(PICKLE_EXTENSIONS)],
+        )
+    # snapshot_download's bookkeeping for local_dir; not part of the model.
+    shutil.rmtree(target / ".cache", ignore_errors=True)
+    return target, snapshot.license

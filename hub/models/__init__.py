@@ -6,7 +6,7 @@ and Django's app registry see them all.
 
 from .accounts import ApiToken, Membership, Namespace, default_token_scopes
 from .adapters import Adapter, AdapterVersion, Alias, Blob, TaskTag, VersionFile
-from .basemodels import BaseModel, BaseModelAlias, BaseModelRevision, Geometry
+from .basemodels import BaseModel, BaseModelAlias, BaseModelImport, BaseModelRevision, Geometry
 from .common import TimeStamped
 from .events import AuditEvent, OutboxEvent
 
@@ -18,6 +18,7 @@ __all__ = [
     "AuditEvent",
     "BaseModel",
     "BaseModelAlias",
+    "BaseModelImport",
     "BaseModelRevision",
     "Blob",
     "Geometry",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -82,3 +83,39 @@ class BaseModelAlias(models.Model):
 
     def __str__(self) -> str:
         return self.alias
+
+
+class BaseModelImport(TimeStamped):
+    """A base model (or a new revision of one) being downloaded from a Hugging Face hub for a
+    staff request over REST or in the admin: the download runs on a worker
+    (``hub.base_model_import``, the ``downloads`` queue), never in the web request."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    from_hub = models.CharField(max_length=200, help_text="the repo id on the hub, e.g. ORG/NAME")
+    revision = models.CharField(max_length=100, help_text="the revision asked for")
+    commit = models.CharField(max_length=64, help_text="the commit it named when asked: what is downloaded")
+    endpoint = models.CharField(max_length=500, blank=True, help_text="the hub (HF_ENDPOINT when asked)")
+    name = models.SlugField(max_length=100)
+    aliases = models.JSONField(default=list, blank=True)
+    license = models.CharField(max_length=100, blank=True)
+    display_name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    error = models.TextField(blank=True)
+    base_model = models.ForeignKey(BaseModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="imports")
+    new_revision = models.BooleanField(default=False, help_text="whether it added a revision the hub did not have")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="base_model_imports"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.from_hub}@{self.commit[:12]} as {self.name} ({self.status})"

@@ -21,6 +21,7 @@ from .adapters import (
     alias_set,
     version_download_count,
 )
+from .base_imports import base_model_import_request, base_model_import_run, base_model_imports_expire
 from .basemodels import base_model_add, base_model_add_from_hub, base_model_register, base_revision_files
 from .common import ALIAS_RE, NAME_RE, RESERVED_NAMESPACES
 
@@ -43,6 +44,9 @@ __all__ = [
     "api_token_revoke",
     "base_model_add",
     "base_model_add_from_hub",
+    "base_model_import_request",
+    "base_model_import_run",
+    "base_model_imports_expire",
     "base_model_register",
     "base_revision_files",
     "membership_set",

@@ -139,6 +139,25 @@ def base_revision_files(*, row: BaseModelRevision) -> dict[str, dict]:
     return files
 
 
+def from_hub_checks(*, repo_id: str, revision: str, name: str, aliases: Iterable[str]) -> tuple[str, ...]:
+    """What a download cannot change, checked before it (weights can be large): a pinned
+    revision, the name, and aliases no other base has. Returns the aliases, the repo id added."""
+    from ..basemodels.folder import check_name
+
+    if not revision:
+        raise HubError(
+            f"pin the revision of `{repo_id}` to add (a commit sha, e.g. --revision 12fd25f...); "
+            "a branch would move under the adapters validated against it",
+            field="revision",
+        )
+    check_name(name)
+    aliases = tuple(aliases)
+    known = {alias.lower() for alias in aliases}
+    aliases = (*aliases, *([repo_id] if repo_id.lower() not in known else []))
+    _check_base_aliases(aliases, name=name)
+    return aliases
+
+
 def base_model_add_from_hub(
     *,
     repo_id: str,
@@ -161,20 +180,7 @@ def base_model_add_from_hub(
 
     from ..basemodels.hub import download_snapshot
 
-    if not revision:
-        raise HubError(
-            f"pin the revision of `{repo_id}` to add (a commit sha, e.g. --revision 12fd25f...); "
-            "a branch would move under the adapters validated against it",
-            field="revision",
-        )
-    from ..basemodels.folder import check_name
-
-    # What the download cannot change is checked before it (weights can be large).
-    check_name(name)
-    aliases = tuple(aliases)
-    known = {alias.lower() for alias in aliases}
-    aliases = (*aliases, *([repo_id] if repo_id.lower() not in known else []))
-    _check_base_aliases(aliases, name=name)
+    aliases = from_hub_checks(repo_id=repo_id, revision=revision, name=name, aliases=aliases)
     staging = Path(data_dir) / "tmp"
     staging.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="base-from-hub-", dir=staging) as tmp:

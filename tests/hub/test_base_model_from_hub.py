@@ -133,11 +133,91 @@ def test_staff_add_over_rest_with_clear_refusals(hub, source, alice, alice_clien
     assert "alias `test-org/Tiny-Llama-3` already names base model `tiny-llama-3`" in taken.json()["error"]["message"]
     assert list(BaseModel.objects.values_list("name", flat=True)) == ["tiny-llama-3"]
 
-    # Downloaded again under its own name: the same files, so the revision it had (200, not 201).
+    # Downloaded again under its own name (on the worker: eager here): the same files, so the
+    # revision it had, and no new one.
     again = _post(alice_client, from_hub="tiny-llama-3", revision=source.revision[:40], name="tiny-llama-3")
-    assert again.status_code == 200, again.json()
-    assert again.json()["revision"] == source.revision
+    assert again.status_code == 202, again.json()
+    job = again.json()
+    assert again["Location"] == job["url"] == f"/api/v1/base-model-imports/{job['id']}/"
+    polled = alice_client.get(job["url"]).json()
+    assert (polled["status"], polled["error"], polled["new_revision"]) == ("done", "", False)
+    assert polled["base_model"]["revision"] == source.revision and polled["requested_by"] == "alice"
     assert BaseModel.objects.get().revisions.count() == 1
+    assert [j["id"] for j in alice_client.get("/api/v1/base-model-imports/").json()] == [job["id"]]
+
+
+def test_the_download_runs_on_a_worker_not_in_the_request(hub, source, alice, alice_client, monkeypatch, settings):
+    """With no worker taking it yet, the request answers 202 ``queued`` and downloads nothing;
+    asked again meanwhile, the same download is answered; the worker then adds the base."""
+    from hub import services
+    from hub.models import BaseModelImport
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    settings.PEFTHUB_EVENT_TASKS = {**settings.PEFTHUB_EVENT_TASKS, "base_model.import_requested": []}
+    alice.is_staff = True
+    alice.save(update_fields=["is_staff"])
+    body = {"from_hub": "tiny-llama-3", "revision": source.revision[:40], "name": "tiny-llama-3"}
+    first, second = _post(alice_client, **body), _post(alice_client, **body)
+    assert first.status_code == second.status_code == 202, (first.json(), second.json())
+    assert first.json()["status"] == "queued" and second.json()["id"] == first.json()["id"]
+    assert list(BaseModel.objects.values_list("name", flat=True)) == ["tiny-llama-3"]
+
+    job = services.base_model_import_run(import_id=first.json()["id"], data_dir=Path(settings.PEFTHUB_DATA_DIR))
+    assert job is not None and job.status == "done", job.error
+    assert (job.base_model, job.new_revision) == (source, False)  # the files it had: no new revision
+    again = services.base_model_import_run(import_id=job.pk, data_dir=Path(settings.PEFTHUB_DATA_DIR))
+    assert again is not None and again.finished_at == job.finished_at  # a redelivered message: left alone
+    assert BaseModelImport.objects.get().status == "done"
+
+
+def test_a_download_that_fails_on_the_worker_says_why_and_adds_nothing(
+    hub, source, alice, alice_client, monkeypatch, data_dir
+):
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    alice.is_staff = True
+    alice.save(update_fields=["is_staff"])
+
+    def cut(*args, **kwargs):
+        raise ConnectionError("the connection was reset half-way")
+
+    real = huggingface_hub.snapshot_download
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cut)
+    answer = _post(alice_client, from_hub="tiny-llama-3", revision=source.revision[:40], name="tiny-llama-3")
+    assert answer.status_code == 202
+    polled = alice_client.get(answer.json()["url"]).json()
+    assert polled["status"] == "failed" and polled["base_model"] is None
+    assert "could not download `tiny-llama-3`" in polled["error"] and "reset half-way" in polled["error"]
+    assert list(BaseModel.objects.values_list("name", flat=True)) == ["tiny-llama-3"]
+    assert source.revisions.count() == 1 and not any((data_dir / "tmp").iterdir())  # the staging is gone
+    # asking again after a failure is a new download
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", real)
+    retried = _post(alice_client, from_hub="tiny-llama-3", revision=source.revision[:40], name="tiny-llama-3")
+    assert retried.json()["id"] != answer.json()["id"]
+    assert alice_client.get(retried.json()["url"]).json()["status"] == "done"
+
+
+def test_a_download_whose_worker_vanished_fails_after_the_timeout(db, alice, settings):
+    from django.utils import timezone
+
+    from hub import services
+    from hub.models import BaseModelImport
+
+    settings.PEFTHUB_BASE_IMPORT_TIMEOUT = 60
+    common = {"from_hub": "org/x", "revision": "a" * 40, "commit": "a" * 40, "name": "x", "status": "running"}
+    old = BaseModelImport.objects.create(**common, started_at=timezone.now() - timezone.timedelta(seconds=120))
+    recent = BaseModelImport.objects.create(**common, started_at=timezone.now())
+    assert services.base_model_imports_expire() == [old.pk]
+    old.refresh_from_db()
+    recent.refresh_from_db()
+    assert (old.status, recent.status) == ("failed", "running") and "ask again" in old.error
+
+
+def test_only_staff_read_downloads(db, alice_client, client):
+    assert client_for().get("/api/v1/base-model-imports/").status_code == 401
+    assert alice_client.get("/api/v1/base-model-imports/").status_code == 403
+    assert alice_client.get("/api/v1/base-model-imports/1/").status_code == 403
 
 
 def test_the_schema_describes_the_post(db, client):
@@ -164,6 +244,12 @@ def test_staff_add_a_base_model_in_the_admin(hub, source, admin_client, monkeypa
         "/admin/hub/basemodel/add/",
         {"from_hub": "tiny-llama-3", "revision": source.revision[:40], "name": "tiny-llama-3"},
     )
+    from hub.models import BaseModelImport
+
+    job = BaseModelImport.objects.get()
     assert again.status_code == 302
-    assert again["Location"] == f"/admin/hub/basemodel/{source.pk}/change/"
+    assert again["Location"] == f"/admin/hub/basemodelimport/{job.pk}/change/"
+    assert (job.status, job.base_model) == ("done", source)  # the worker ran it (eager here)
+    page = admin_client.get(again["Location"]).content.decode()
+    assert "on a worker" in page and "done" in page
     assert list(BaseModel.objects.values_list("name", flat=True)) == ["tiny-llama-3"]
