@@ -116,3 +116,36 @@ def managed_vllm(base_path: Path, state_dir: Path, *, max_loaded: int, max_loras
         startup_timeout=600,
         api_key=VLLM_API_KEY,
     )
+
+
+# --- the /v1 gateway and the slow tests' SmolLM2 -------------------------------------------
+def complete(client, model: str, **extra):
+    body = {"model": model, "prompt": "Hello", "max_tokens": 6, "temperature": 0, **extra}
+    return client.post("/v1/completions", body, format="json")
+
+
+def assert_openai_error(response, status: int, code: str):
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"] and error["type"]
+    return error
+
+
+#: prompts the slow serving tests send
+PROMPTS = [
+    "The capital of France is",
+    "List three colours:",
+    "Once upon a time",
+    "def fibonacci(n):",
+]
+
+
+def push_smol(client, repo: str, folder: Path) -> None:
+    """Create ``repo`` and upload the adapter in ``folder`` for the bundled SmolLM2."""
+    from tests.factories import SMOL
+
+    namespace, name = repo.split("/")
+    client.post("/api/v1/adapters/", {"namespace": namespace, "name": name}, format="json")
+    response = upload(client, repo, folder_files(folder), base_model=SMOL)
+    assert response.status_code in (200, 201), response.content

@@ -106,9 +106,13 @@ class VLLMProcess:
         return env
 
     def spawn(self) -> None:
-        """Start the server unless it runs; returns at once (the caller waits for /health)."""
+        """Start the server unless it runs; returns at once (the caller waits for /health).
+        What is left of a server that died (its engine core and workers, which may outlive
+        the API server they belong to, holding gigabytes) is killed first."""
         if self.running():
             return
+        if self.process is not None:
+            self._reap(self.process.pid)
         if not self.api_key and not _loopback(self.host()):
             raise EngineUnavailable(
                 f"vLLM would listen on {self.host()} with no key, and anyone who reaches it could load "
@@ -145,7 +149,28 @@ class VLLMProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+        self._reap(self.process.pid)
         self.process = None
+
+    @staticmethod
+    def _reap(group: int, timeout: float = 30) -> None:
+        """Kill what is left of the server's process group (its session: ``start_new_session``)
+        and wait until it is gone, so that a new server does not start beside it."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                return  # no process of the group is left
+            except PermissionError:
+                log.warning("cannot kill what is left of vLLM's process group %s", group)
+                return
+            if time.monotonic() > deadline:
+                log.warning("processes of vLLM's group %s outlived SIGKILL for %.0f s", group, timeout)
+                return
+            time.sleep(0.2)
 
     def log_tail(self, lines: int = 15) -> str:
         try:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import struct
-
-import numpy as np
 import pytest
-from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
 
 from hub.models import AdapterVersion, AuditEvent, Blob, VersionFile
 from hub.storage.gc import blobs_collect_garbage
 from tests.factories import TINY, save_adapter
+from tests.hub.refusals import REFUSALS, tensors_of
 from tests.utils import edit_config, folder_files, tar_bytes, upload, upload_archive, zip_bytes
 
 pytestmark = pytest.mark.django_db
@@ -23,20 +18,6 @@ def adapter(alice_client, tiny_base):
     response = alice_client.post("/api/v1/adapters/", {"namespace": "alice", "name": "support-bot"}, format="json")
     assert response.status_code == 201, response.json()
     return "alice/support-bot"
-
-
-def _rewrite_header(blob: bytes, edit) -> bytes:
-    """Parse a safetensors file's header, let ``edit`` change it, keep the data as is."""
-    (length,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8 : 8 + length])
-    data = blob[8 + length :]
-    edit(header)
-    raw = json.dumps(header).encode()
-    return struct.pack("<Q", len(raw)) + raw + data
-
-
-def _tensors(folder) -> dict[str, np.ndarray]:
-    return st_load((folder / "adapter_model.safetensors").read_bytes())
 
 
 # --- what a good upload keeps ------------------------------------------------------------------
@@ -132,7 +113,7 @@ def test_prompt_learning_uploads(request, alice_client, adapter, fixture, method
     assert card["method"] == method
     assert card["num_virtual_tokens"] == virtual_tokens
     assert card["rank"] is None
-    tensors = _tensors(folder)
+    tensors = tensors_of(folder)
     assert card["trainable_params"] == sum(t.size for t in tensors.values())
 
 
@@ -203,118 +184,6 @@ def test_archive_upload(alice_client, adapter, lora_dir, kind):
 
 
 # --- refusals: a 4xx naming what to fix, and nothing left behind --------------------------------
-def _nan_weights(folder) -> bytes:
-    tensors = _tensors(folder)
-    name = sorted(tensors)[0]
-    tensors[name] = tensors[name].copy()
-    tensors[name].flat[3] = np.nan
-    return st_save(tensors)
-
-
-def _wrong_shape(folder) -> bytes:
-    tensors = _tensors(folder)
-    name = next(n for n in sorted(tensors) if "lora_A" in n)
-    tensors[name] = np.zeros((tensors[name].shape[0], 48), dtype=tensors[name].dtype)
-    return st_save(tensors)
-
-
-def _lying_offsets(folder) -> bytes:
-    def edit(header):
-        name = sorted(k for k in header if k != "__metadata__")[0]
-        begin, end = header[name]["data_offsets"]
-        header[name]["data_offsets"] = [begin, end + 64]
-
-    return _rewrite_header((folder / "adapter_model.safetensors").read_bytes(), edit)
-
-
-def _truncated(folder) -> bytes:
-    return (folder / "adapter_model.safetensors").read_bytes()[:-100]
-
-
-REFUSALS = {
-    # name: (build files from lora_dir, expected status, words the message must contain)
-    "pickle_bin": (
-        lambda d: folder_files(d, adapter_model__safetensors=None, adapter_model__bin=b"\x80\x04pickle"),
-        422,
-        ["adapter_model.bin", "safetensors"],
-    ),
-    "corrupt_header": (
-        lambda d: folder_files(d, adapter_model__safetensors=b"\xff" * 64),
-        422,
-        ["adapter_model.safetensors", "header"],
-    ),
-    "lying_offsets": (
-        lambda d: folder_files(d, adapter_model__safetensors=_lying_offsets(d)),
-        422,
-        ["adapter_model.safetensors"],
-    ),
-    "truncated": (
-        lambda d: folder_files(d, adapter_model__safetensors=_truncated(d)),
-        422,
-        ["adapter_model.safetensors"],
-    ),
-    "wrong_shape": (
-        lambda d: folder_files(d, adapter_model__safetensors=_wrong_shape(d)),
-        422,
-        ["lora_A", "shape"],
-    ),
-    "wrong_rank": (
-        lambda d: folder_files(d, adapter_config__json=edit_config(d, r=8)),
-        422,
-        ["r", "8"],
-    ),
-    "unknown_target_module": (
-        lambda d: folder_files(d, adapter_config__json=edit_config(d, target_modules=["foo_proj"])),
-        422,
-        ["foo_proj", "tiny-llama"],
-    ),
-    "wrong_base": (
-        lambda d: folder_files(d, adapter_config__json=edit_config(d, base_model_name_or_path="meta/llama-70b")),
-        422,
-        ["meta/llama-70b", "not registered"],
-    ),
-    "unknown_peft_type": (
-        lambda d: folder_files(d, adapter_config__json=edit_config(d, peft_type="MAGIC")),
-        422,
-        ["MAGIC", "peft_type"],
-    ),
-    "auto_mapping": (
-        lambda d: folder_files(
-            d,
-            adapter_config__json=edit_config(d, auto_mapping={"base_model_class": "Evil", "parent_library": "os"}),
-        ),
-        422,
-        ["auto_mapping"],
-    ),
-    "modules_to_save": (
-        lambda d: folder_files(d, adapter_config__json=edit_config(d, modules_to_save=["lm_head"])),
-        422,
-        ["modules_to_save"],
-    ),
-    "nan": (
-        lambda d: folder_files(d, adapter_model__safetensors=_nan_weights(d)),
-        422,
-        ["NaN"],
-    ),
-    "missing_config": (
-        lambda d: folder_files(d, adapter_config__json=None),
-        422,
-        ["adapter_config.json"],
-    ),
-    "missing_weights": (
-        lambda d: folder_files(d, adapter_model__safetensors=None),
-        422,
-        ["adapter_model.safetensors"],
-    ),
-    "config_not_json": (
-        lambda d: folder_files(d, adapter_config__json=b"{not json"),
-        422,
-        ["adapter_config.json"],
-    ),
-    "empty": (lambda d: {}, 422, ["empty"]),
-}
-
-
 def _assert_nothing_kept(blob_dir, upload_tmp_dir):
     assert AdapterVersion.objects.count() == 0
     assert Blob.objects.count() == 0

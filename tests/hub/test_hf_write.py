@@ -15,7 +15,7 @@ import pytest
 
 from hub.models import AdapterVersion, AuditEvent, Blob, VersionFile
 from tests.factories import client_for
-from tests.hub.test_adapter_upload import REFUSALS, _wrong_shape
+from tests.hub.refusals import REFUSALS, wrong_shape
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -131,7 +131,7 @@ def test_refused_push_fails_with_the_hubs_message_and_keeps_nothing(
     folder.mkdir()
     for path in lora_dir.iterdir():
         (folder / path.name).write_bytes(path.read_bytes())
-    (folder / "adapter_model.safetensors").write_bytes(_wrong_shape(lora_dir))
+    (folder / "adapter_model.safetensors").write_bytes(wrong_shape(lora_dir))
     api = _api(hub, alice)
     api.create_repo(REPO)
     with pytest.raises(HfHubHTTPError) as refused:

@@ -17,6 +17,7 @@ from serving import placement, router, tasks
 from serving.engines.vllm_engine import IDENTITY_NAME
 from serving.models import Deployment, Placement, Replica
 from tests.factories import client_for
+from tests.utils import complete
 
 from .conftest import accept, push
 from .fakes import Blackhole, FakeVLLM
@@ -58,10 +59,6 @@ def deploy(alice, repo: str, folder) -> Deployment:
     accept(repo, 1)
     name = repo.split("/")[1]
     return Deployment.objects.get(version__adapter__name=name, version__number=1)
-
-
-def complete(client, model: str, **extra):
-    return client.post("/v1/completions", {"model": model, "prompt": "Hi", "max_tokens": 4, **extra}, format="json")
 
 
 def held(replica: Replica) -> set[str]:

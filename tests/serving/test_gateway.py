@@ -6,20 +6,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from tests.utils import assert_openai_error, complete
+
 from .conftest import push
-
-
-def complete(client, model: str, **extra):
-    body = {"model": model, "prompt": "Hello", "max_tokens": 6, "temperature": 0, **extra}
-    return client.post("/v1/completions", body, format="json")
-
-
-def assert_openai_error(response, status: int, code: str):
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert error["message"] and error["type"]
-    return error
 
 
 def test_models_lists_what_the_caller_may_use(live, anon_client, alice_client, bob_client):

@@ -16,8 +16,7 @@ import pytest
 from django.test import Client
 
 from tests.factories import UserFactory, client_for
-
-from .test_gateway import assert_openai_error, complete
+from tests.utils import assert_openai_error, complete
 
 ROOT = Path(__file__).resolve().parents[2]
 

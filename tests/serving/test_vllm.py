@@ -17,18 +17,13 @@ from pathlib import Path
 import pytest
 
 from tests.factories import SMOL, client_for
+from tests.utils import PROMPTS, push_smol
 
 from .conftest import accept
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 BASE = SMOL
-PROMPTS = [
-    "The capital of France is",
-    "List three colours:",
-    "Once upon a time",
-    "def fibonacci(n):",
-]
 
 
 @pytest.fixture
@@ -53,15 +48,6 @@ def _deploy(alice, repo: str, folder: Path) -> None:
     push_smol(client, repo, folder)
     number = AdapterVersion.objects.filter(adapter__name=repo.split("/")[1]).order_by("-number").first().number
     accept(repo, number)
-
-
-def push_smol(client, repo: str, folder: Path) -> None:
-    namespace, name = repo.split("/")
-    client.post("/api/v1/adapters/", {"namespace": namespace, "name": name}, format="json")
-    from tests.utils import folder_files, upload
-
-    response = upload(client, repo, folder_files(folder), base_model=BASE)
-    assert response.status_code in (200, 201), response.content
 
 
 def _openai(live_server, alice):
