@@ -8,6 +8,7 @@ that records the verdict, as the worker does.
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.utils import timezone
 
 # Exact-match scores per arm: the adapter beats the base by 30 points and forgets little.
@@ -74,8 +75,9 @@ def finish_job(job, *, scores=GOOD, general=GENERAL):
     job.summary, job.decision, job.reasons = summary, decision, reasons
     job.status, job.progress, job.current = EvaluationJob.Status.FINISHED, 1.0, ""
     job.finished_at = timezone.now()
-    job.save()
-    adapter_version_set_status(version=job.version, status=decision, reasons=reasons)
+    with transaction.atomic():  # as the worker does (evaluator.lifecycle): a client never sees one without the other
+        job.save()
+        adapter_version_set_status(version=job.version, status=decision, reasons=reasons)
     return job
 
 

@@ -174,7 +174,7 @@ def test_two_replicas_affinity_and_a_replica_killed_under_load(two_replicas, ali
     from serving.engines.vllm_engine import IDENTITY_NAME
 
     _wait_for(lambda: Replica.objects.get(pk=a).health == "healthy", "the killed replica to come back", 900)
-    assert IDENTITY_NAME in supervisor.engines[a].loaded()
+    assert IDENTITY_NAME in supervisor.engines[a].loaded_all()
     body = {"model": BASE, "prompt": PROMPTS[0], "max_tokens": 12, "temperature": 0}
     back = supervisor.engines[a].openai("completions", body)
     assert back["choices"][0]["text"] == alone[(BASE, PROMPTS[0])]
