@@ -98,7 +98,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def managed_vllm(base_path: Path, state_dir: Path, *, max_loaded: int, max_loras: int):
+def managed_vllm(
+    base_path: Path, state_dir: Path, *, max_loaded: int, max_loras: int, extra_args: list[str] | None = None
+):
     """A managed vLLM server on SmolLM2 with LoRA on, not started yet: float32 (the greedy
     comparisons need it: bf16 answers vary with the batch), 1 GiB of KV cache, an API key."""
     from serving.engines.base import EngineSpec
@@ -115,6 +117,7 @@ def managed_vllm(base_path: Path, state_dir: Path, *, max_loaded: int, max_loras
         state_dir=state_dir,
         startup_timeout=600,
         api_key=VLLM_API_KEY,
+        extra_args=extra_args,
     )
 
 

