@@ -16,7 +16,9 @@ from evaluator.suites_registry import lmeval_folder
 SUITES_DIR = Path(__file__).resolve().parents[2] / "evaluator" / "suites"
 ACME = SUITES_DIR / "acme-products"
 GENERAL = SUITES_DIR / "general"
-SUITES = [ACME, GENERAL]
+# a second domain, of another kind, written as data only (not installed by default)
+VELMORA = SUITES_DIR.parents[1] / "examples" / "suites" / "velmora-harbour"
+SUITES = [ACME, GENERAL, VELMORA]
 ACCEPTANCE_KEYS = {"min_domain_score", "min_gain_over_base", "max_forgetting", "require_license"}
 
 
