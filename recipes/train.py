@@ -29,12 +29,12 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .augment import Suite, load_suite
-from .examples import batch_loss, batches, build_examples, chat_example
+from .augment import Suite, load_suite, suite_fraction
+from .examples import Example, batch_loss, batches, build_examples, chat_example, distill_loss
 
 PROMPT_INIT_TEXT = (
     "You know the Acme product catalogue: every product's price, release year, colour, material, "
@@ -58,6 +58,10 @@ class Method:
     top_layers: float = 1.0  # LoRA on this top share of the layers: backward stops below them
     virtual_tokens: int = 24
     replay: int = 0  # general questions answered by the base itself, mixed in (see replay.py)
+    # "ce": the replay answers are plain training examples; "kl": each step also takes a
+    # replay batch and adds distill_weight * KL(base || adapter) over its full sequences
+    replay_loss: str = "ce"
+    distill_weight: float = 1.0
 
 
 def _lora_config(base_path: Path, method: Method) -> Any:
@@ -143,13 +147,19 @@ def train_adapter(
     batch_size: int | None = None,
     lr: float | None = None,
     replay: int | None = None,
+    replay_loss: str | None = None,
+    distill_weight: float | None = None,
+    rank: int | None = None,
+    top_layers: float | None = None,
+    train_fraction: float = 1.0,
     on_epoch: Callable[[int, Any, Any, Suite], Any] | None = None,
     log: Callable[[str], Any] = print,
 ) -> TrainReport:
     """Train ``method`` on the suite's augmented training split and save it to ``out_dir``
     (peft ``save_pretrained`` plus ``training_metadata.json``). ``None`` means the method's
     default; ``max_steps`` stops early (tests, smoke runs); ``on_epoch(epoch, model,
-    tokenizer, suite)`` runs after each epoch (held-out checks while training)."""
+    tokenizer, suite)`` runs after each epoch (held-out checks while training);
+    ``train_fraction`` trains on that share of the suite's facts (drawn by ``seed``)."""
     import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -157,6 +167,15 @@ def train_adapter(
     if isinstance(method, str) and method not in METHODS:
         raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     recipe = METHODS[method] if isinstance(method, str) else method
+    recipe = replace(
+        recipe,
+        rank=rank or recipe.rank,
+        top_layers=top_layers or recipe.top_layers,
+        replay_loss=replay_loss or recipe.replay_loss,
+        distill_weight=recipe.distill_weight if distill_weight is None else distill_weight,
+    )
+    if recipe.replay_loss not in ("ce", "kl"):
+        raise ValueError(f"unknown replay loss {recipe.replay_loss!r}: choose ce or kl")
     method = recipe.name
     epochs = recipe.epochs if epochs is None else epochs
     per_fact = per_fact or recipe.per_fact
@@ -164,7 +183,7 @@ def train_adapter(
     lr = lr or recipe.lr
     replay = recipe.replay if replay is None else replay
     base_path, out_dir = Path(base_path), Path(out_dir)
-    suite = load_suite(suite_dir)
+    suite = suite_fraction(load_suite(suite_dir), train_fraction, seed=seed)
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -172,12 +191,15 @@ def train_adapter(
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     replayed, replay_seconds = 0, 0.0
+    replay_examples: list[Example] = []
     if replay:  # the base's own answers, generated before the adapter exists (counted as training time)
         from .replay import replay_pairs, replay_questions
 
         replay_start = time.monotonic()
         pairs = replay_pairs(base, tokenizer, suite.system_instruction, replay_questions(replay, seed=seed))
-        examples += [chat_example(tokenizer, suite.system_instruction, q, a) for q, a in pairs]
+        replay_examples = [chat_example(tokenizer, suite.system_instruction, q, a) for q, a in pairs]
+        if recipe.replay_loss == "ce":
+            examples += replay_examples
         replayed, replay_seconds = len(pairs), time.monotonic() - replay_start
         log(f"replay: {replayed} general questions answered by the base in {replay_seconds:.0f} s")
     model = get_peft_model(base, recipe.make_config(base_path, recipe))
@@ -185,9 +207,12 @@ def train_adapter(
     steps_per_epoch = math.ceil(len(examples) / batch_size)
     total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
     log(
-        f"{method}: {len(examples)} examples ({per_fact} per fact), {trainable:,} trainable of {total:,} "
-        f"params, batch {batch_size}, lr {lr:g}, {epochs} epochs = {total_steps} steps"
+        f"{method}: {len(examples)} examples ({per_fact} per fact, {len(suite.facts)} facts), {trainable:,} "
+        f"trainable of {total:,} params (rank {recipe.rank}, top {recipe.top_layers:g} of the layers), batch "
+        f"{batch_size}, lr {lr:g}, {epochs} epochs = {total_steps} steps, replay loss {recipe.replay_loss}"
+        + (f" x {recipe.distill_weight:g}" if recipe.replay_loss == "kl" and replay_examples else "")
     )
+    distill = _cycle_batches(replay_examples, batch_size, seed, pad_id) if recipe.replay_loss == "kl" else None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     warmup = max(1, total_steps // 20)
@@ -205,6 +230,9 @@ def train_adapter(
             if step >= total_steps:
                 break
             loss = batch_loss(model, ids, mask, labels, answer)
+            if distill is not None:
+                replay_ids, replay_mask, *_ = next(distill)
+                loss = loss + recipe.distill_weight * distill_loss(model, replay_ids, replay_mask)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -264,6 +292,12 @@ def train_adapter(
             "batch_size": batch_size,
             "lr": lr,
             "replay_examples": replayed,
+            "replay_loss": recipe.replay_loss,
+            **({"distill_weight": recipe.distill_weight} if recipe.replay_loss == "kl" and replayed else {}),
+            "rank": recipe.rank if recipe.make_config is _lora_config else None,
+            "top_layers": recipe.top_layers if recipe.make_config is _lora_config else None,
+            "train_fraction": train_fraction,
+            "training_facts": len(suite.facts),
             "steps": step,
             "trainable_params": trainable,
         },
@@ -275,6 +309,13 @@ def train_adapter(
     (out_dir / "training_metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     log(f"saved {out_dir} in {report.seconds:.0f} s ({step} steps, final loss {report.final_loss})")
     return report
+
+
+def _cycle_batches(examples: Sequence[Example], batch_size: int, seed: int, pad_id: int):
+    """Endless shuffled batches of ``examples`` (nothing when there are none)."""
+    rng = random.Random(f"distill:{seed}")
+    while examples:
+        yield from batches(examples, batch_size, rng, pad_id)
 
 
 def main(argv: Sequence[str] | None = None) -> TrainReport:
@@ -290,6 +331,18 @@ def main(argv: Sequence[str] | None = None) -> TrainReport:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--replay", type=int, help="general questions the base answers, mixed into training")
+    parser.add_argument(
+        "--replay-loss", choices=("ce", "kl"), help="ce: train on the base answers; kl: distil its distributions"
+    )
+    parser.add_argument("--distill-weight", type=float, help="weight of the KL replay loss (--replay-loss kl)")
+    parser.add_argument("--rank", type=int, help="LoRA rank")
+    parser.add_argument("--top-layers", type=float, help="LoRA on this top share of the layers (0-1]")
+    parser.add_argument(
+        "--train-fraction",
+        type=_fraction,
+        default=1.0,
+        help="train on this share (0-1] of the suite's facts and their questions, drawn by --seed",
+    )
     parser.add_argument("--check", type=int, default=0, help="then answer N held-out questions and score them")
     parser.add_argument("--check-every-epoch", action="store_true", help="run --check after every epoch")
     args = parser.parse_args(argv)
@@ -316,6 +369,11 @@ def main(argv: Sequence[str] | None = None) -> TrainReport:
         batch_size=args.batch_size,
         lr=args.lr,
         replay=args.replay,
+        replay_loss=args.replay_loss,
+        distill_weight=args.distill_weight,
+        rank=args.rank,
+        top_layers=args.top_layers,
+        train_fraction=args.train_fraction,
         on_epoch=check if args.check and args.check_every_epoch else None,
     )
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(report).items()}))
@@ -327,6 +385,13 @@ def main(argv: Sequence[str] | None = None) -> TrainReport:
                 base_path=base, adapter_dir=Path(args.out), suite_dir=args.suite, limit=args.check, with_passages=rag
             )
     return report
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]: give the share of the training facts, e.g. 0.25")
+    return value
 
 
 def _quiet_openmp() -> None:
