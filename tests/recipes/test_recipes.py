@@ -365,6 +365,7 @@ def test_training_mixes_in_replay_examples(tiny_model_dir, suite_dir, tmp_path, 
         per_fact=2,
         batch_size=4,
         replay=6,
+        replay_loss="ce",
         log=str,
     )
     assert asked == [replay.replay_questions(6, seed=0)]
@@ -388,8 +389,7 @@ def test_kl_replay_distils_the_base_on_its_own_batches(tiny_model_dir, suite_dir
         epochs=1,
         per_fact=2,
         batch_size=4,
-        replay=6,
-        replay_loss="kl",
+        replay=6,  # the lora default distils them (replay_loss="kl")
         distill_weight=2.0,
         log=str,
     )
