@@ -14,7 +14,7 @@ import random
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -376,6 +376,25 @@ def augment(
                     chosen.append(QAPair(fact.id, question, answer))
         pairs.extend(chosen)
     return pairs
+
+
+def suite_fraction(suite: Suite, fraction: float, *, seed: int = 0) -> Suite:
+    """The suite restricted to ``fraction`` of its facts (at least one), drawn by ``seed``,
+    with only those facts' training questions: the points of a score-against-training-data
+    curve. Held-out questions and the corpus stay whole, so every fraction is scored alike.
+    The draws nest: a smaller fraction's facts are a subset of a larger one's (same seed)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"train fraction {fraction:g} must be in (0, 1]: the share of the training facts to use")
+    if fraction == 1:
+        return suite
+    order = sorted(suite.facts, key=lambda f: f.id)
+    random.Random(f"fraction:{seed}").shuffle(order)
+    keep = {f.id for f in order[: max(1, round(len(order) * fraction))]}
+    return replace(
+        suite,
+        facts=[f for f in suite.facts if f.id in keep],
+        train=[row for row in suite.train if str(row["fact_id"]) in keep],
+    )
 
 
 def augment_suite(suite: Suite, *, per_fact: int = 10, seed: int = 0) -> list[QAPair]:

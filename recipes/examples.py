@@ -94,3 +94,18 @@ def mean_loss(model: Any, examples: Sequence[Example], pad_id: int, batch_size: 
         for batch in batches(examples, batch_size, None, pad_id):
             losses.append(batch_loss(model, *batch).item())
     return sum(losses) / max(len(losses), 1)
+
+
+def distill_loss(model: Any, ids: Any, mask: Any) -> Any:
+    """KL(base || adapter) over every real token of a left-padded batch, prompt included:
+    the teacher is the same model with its adapter disabled, so no second copy is held.
+    Anchors the whole next-token distribution, not just the base's one greedy answer."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad(), model.disable_adapter():
+        teacher = F.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)
+    student = F.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)
+    valid = (mask[:, :-1] * mask[:, 1:]).bool()  # positions that predict a real token from a real one
+    teacher, student = teacher[valid], student[valid]
+    return (teacher.exp() * (teacher - student)).sum(-1).mean()

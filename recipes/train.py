@@ -10,15 +10,30 @@ the suite's training questions plus seeded paraphrases (``augment``), formatted 
 base tokenizer's chat template and the suite's system instruction, exactly as lm-eval
 ``--apply_chat_template`` prompts them; the loss covers only the assistant's answer.
 
-``lora`` also mixes in ``replay`` examples: general questions (none from the ``general``
-suite) answered greedily by the base itself before training (see ``replay.py``). Measured
-on acme-products, full suites, 2 CPU cores (base: domain 0.125, general 0.795):
+``lora`` also uses ``replay``: general questions (none from the ``general`` suite) answered
+greedily by the base itself before training (see ``replay.py``). With ``--replay-loss kl``
+(the default) they are not training targets: every step adds, for a batch of them,
+``distill_weight`` x KL(base || adapter) over every token of the sequences, the teacher
+being the same model with its adapter disabled (no second copy), so the adapter keeps the
+base's whole next-token distribution there, not just its greedy answer. ``--replay-loss ce``
+trains on the answers as plain examples instead. Measured on acme-products, full suites,
+the KL rows scored and judged as the hub does (``scripts/recipe-verdict``: the evaluator's runner, the
+paired bootstrap and ``evaluator.policy.decide``, whose default judges the interval's
+bounds); base: domain 0.125, general 0.795. See the README for the table:
 
-- without replay (lr 2e-3, 3 epochs): acme_mc 0.62, acme_qa 0.43, general 0.66, i.e.
-  13.5 points of forgetting;
-- with 160 replay questions (148 kept), the default: acme_mc 0.70, acme_qa 0.43, general
-  0.70 (9.5 points), in 580 s. Still over the suite's 5-point forgetting limit: 2 epochs
-  give 7.5 points but only 0.315 domain; attention-only targets forget more (general 0.56).
+- no replay (lr 2e-3, 3 epochs): acme_mc 0.62, acme_qa 0.43, general 0.66 (13.5 points);
+- CE replay, 160 questions (148 kept): acme_mc 0.70, acme_qa 0.43, general 0.70 (9.5
+  points); 2 epochs gave 7.5 points but only 0.315 domain; attention-only targets forget
+  more (general 0.56);
+- KL replay, weight 1: acme_mc 0.69, acme_qa 0.54, general 0.765: 3.0 points of
+  forgetting, 95% interval -1.0 to +7.0, rejected on the upper bound (limit 5);
+- KL replay, weight 1, LoRA on the top half of the layers only: acme_mc 0.57, acme_qa
+  0.35, general 0.75: 4.5 points (+1.5 to +7.5), worse on both axes;
+- KL replay, weight 4: acme_mc 0.67, acme_qa 0.44, general 0.765: 3.0 points (0.0 to
+  +6.5), rejected; less domain for the same forgetting.
+
+No setting measured yet passes the suite's forgetting rule; KL at weight 1 is the default
+as the best on both axes (the CE rows above are earlier point estimates).
 """
 
 from __future__ import annotations
@@ -29,12 +44,12 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .augment import Suite, load_suite
-from .examples import batch_loss, batches, build_examples, chat_example
+from .augment import Suite, load_suite, suite_fraction
+from .examples import Example, batch_loss, batches, build_examples, chat_example, distill_loss
 
 PROMPT_INIT_TEXT = (
     "You know the Acme product catalogue: every product's price, release year, colour, material, "
@@ -58,6 +73,10 @@ class Method:
     top_layers: float = 1.0  # LoRA on this top share of the layers: backward stops below them
     virtual_tokens: int = 24
     replay: int = 0  # general questions answered by the base itself, mixed in (see replay.py)
+    # "ce": the replay answers are plain training examples; "kl": each step also takes a
+    # replay batch and adds distill_weight * KL(base || adapter) over its full sequences
+    replay_loss: str = "ce"
+    distill_weight: float = 1.0
 
 
 def _lora_config(base_path: Path, method: Method) -> Any:
@@ -91,7 +110,9 @@ ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
 # Defaults measured on SmolLM2-135M, acme-products, 2 shared CPU cores (see the module doc).
 METHODS: dict[str, Method] = {
-    "lora": Method("lora", 2e-3, 3, 3, 4, False, _lora_config, target_modules=ATTENTION + MLP, replay=160),
+    "lora": Method(
+        "lora", 2e-3, 3, 3, 4, False, _lora_config, target_modules=ATTENTION + MLP, replay=160, replay_loss="kl"
+    ),
     "prompt_tuning": Method("prompt_tuning", 3e-2, 1, 4, 4, False, _prompt_tuning_config),
     "raft_lora": Method("raft_lora", 2e-3, 1, 2, 4, True, _lora_config, target_modules=ATTENTION + MLP),
 }
@@ -143,13 +164,19 @@ def train_adapter(
     batch_size: int | None = None,
     lr: float | None = None,
     replay: int | None = None,
+    replay_loss: str | None = None,
+    distill_weight: float | None = None,
+    rank: int | None = None,
+    top_layers: float | None = None,
+    train_fraction: float = 1.0,
     on_epoch: Callable[[int, Any, Any, Suite], Any] | None = None,
     log: Callable[[str], Any] = print,
 ) -> TrainReport:
     """Train ``method`` on the suite's augmented training split and save it to ``out_dir``
     (peft ``save_pretrained`` plus ``training_metadata.json``). ``None`` means the method's
     default; ``max_steps`` stops early (tests, smoke runs); ``on_epoch(epoch, model,
-    tokenizer, suite)`` runs after each epoch (held-out checks while training)."""
+    tokenizer, suite)`` runs after each epoch (held-out checks while training);
+    ``train_fraction`` trains on that share of the suite's facts (drawn by ``seed``)."""
     import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -157,6 +184,15 @@ def train_adapter(
     if isinstance(method, str) and method not in METHODS:
         raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     recipe = METHODS[method] if isinstance(method, str) else method
+    recipe = replace(
+        recipe,
+        rank=rank or recipe.rank,
+        top_layers=top_layers or recipe.top_layers,
+        replay_loss=replay_loss or recipe.replay_loss,
+        distill_weight=recipe.distill_weight if distill_weight is None else distill_weight,
+    )
+    if recipe.replay_loss not in ("ce", "kl"):
+        raise ValueError(f"unknown replay loss {recipe.replay_loss!r}: choose ce or kl")
     method = recipe.name
     epochs = recipe.epochs if epochs is None else epochs
     per_fact = per_fact or recipe.per_fact
@@ -164,7 +200,7 @@ def train_adapter(
     lr = lr or recipe.lr
     replay = recipe.replay if replay is None else replay
     base_path, out_dir = Path(base_path), Path(out_dir)
-    suite = load_suite(suite_dir)
+    suite = suite_fraction(load_suite(suite_dir), train_fraction, seed=seed)
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -172,12 +208,15 @@ def train_adapter(
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     replayed, replay_seconds = 0, 0.0
+    replay_examples: list[Example] = []
     if replay:  # the base's own answers, generated before the adapter exists (counted as training time)
         from .replay import replay_pairs, replay_questions
 
         replay_start = time.monotonic()
         pairs = replay_pairs(base, tokenizer, suite.system_instruction, replay_questions(replay, seed=seed))
-        examples += [chat_example(tokenizer, suite.system_instruction, q, a) for q, a in pairs]
+        replay_examples = [chat_example(tokenizer, suite.system_instruction, q, a) for q, a in pairs]
+        if recipe.replay_loss == "ce":
+            examples += replay_examples
         replayed, replay_seconds = len(pairs), time.monotonic() - replay_start
         log(f"replay: {replayed} general questions answered by the base in {replay_seconds:.0f} s")
     model = get_peft_model(base, recipe.make_config(base_path, recipe))
@@ -185,9 +224,13 @@ def train_adapter(
     steps_per_epoch = math.ceil(len(examples) / batch_size)
     total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
     log(
-        f"{method}: {len(examples)} examples ({per_fact} per fact), {trainable:,} trainable of {total:,} "
-        f"params, batch {batch_size}, lr {lr:g}, {epochs} epochs = {total_steps} steps"
+        f"{method}: {len(examples)} examples ({per_fact} per fact, {len(suite.facts)} facts), {trainable:,} "
+        f"trainable of {total:,} params (rank {recipe.rank}, top {recipe.top_layers:g} of the layers), batch "
+        f"{batch_size}, lr {lr:g}, {epochs} epochs = {total_steps} steps, replay loss {recipe.replay_loss}"
+        + (f" x {recipe.distill_weight:g}" if recipe.replay_loss == "kl" and replay_examples else "")
     )
+    kl = recipe.replay_loss == "kl" and bool(replay_examples)  # --replay 0: nothing to distil
+    distill = _cycle_batches(replay_examples, batch_size, seed, pad_id) if kl else None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     warmup = max(1, total_steps // 20)
@@ -205,6 +248,9 @@ def train_adapter(
             if step >= total_steps:
                 break
             loss = batch_loss(model, ids, mask, labels, answer)
+            if distill is not None:
+                replay_ids, replay_mask, *_ = next(distill)
+                loss = loss + recipe.distill_weight * distill_loss(model, replay_ids, replay_mask)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -264,6 +310,12 @@ def train_adapter(
             "batch_size": batch_size,
             "lr": lr,
             "replay_examples": replayed,
+            "replay_loss": recipe.replay_loss,
+            **({"distill_weight": recipe.distill_weight} if recipe.replay_loss == "kl" and replayed else {}),
+            "rank": recipe.rank if recipe.make_config is _lora_config else None,
+            "top_layers": recipe.top_layers if recipe.make_config is _lora_config else None,
+            "train_fraction": train_fraction,
+            "training_facts": len(suite.facts),
             "steps": step,
             "trainable_params": trainable,
         },
@@ -275,6 +327,13 @@ def train_adapter(
     (out_dir / "training_metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     log(f"saved {out_dir} in {report.seconds:.0f} s ({step} steps, final loss {report.final_loss})")
     return report
+
+
+def _cycle_batches(examples: Sequence[Example], batch_size: int, seed: int, pad_id: int):
+    """Endless shuffled batches of ``examples`` (nothing when there are none)."""
+    rng = random.Random(f"distill:{seed}")
+    while examples:
+        yield from batches(examples, batch_size, rng, pad_id)
 
 
 def main(argv: Sequence[str] | None = None) -> TrainReport:
@@ -290,6 +349,18 @@ def main(argv: Sequence[str] | None = None) -> TrainReport:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--replay", type=int, help="general questions the base answers, mixed into training")
+    parser.add_argument(
+        "--replay-loss", choices=("ce", "kl"), help="ce: train on the base answers; kl: distil its distributions"
+    )
+    parser.add_argument("--distill-weight", type=float, help="weight of the KL replay loss (--replay-loss kl)")
+    parser.add_argument("--rank", type=int, help="LoRA rank")
+    parser.add_argument("--top-layers", type=float, help="LoRA on this top share of the layers (0-1]")
+    parser.add_argument(
+        "--train-fraction",
+        type=_fraction,
+        default=1.0,
+        help="train on this share (0-1] of the suite's facts and their questions, drawn by --seed",
+    )
     parser.add_argument("--check", type=int, default=0, help="then answer N held-out questions and score them")
     parser.add_argument("--check-every-epoch", action="store_true", help="run --check after every epoch")
     args = parser.parse_args(argv)
@@ -316,6 +387,11 @@ def main(argv: Sequence[str] | None = None) -> TrainReport:
         batch_size=args.batch_size,
         lr=args.lr,
         replay=args.replay,
+        replay_loss=args.replay_loss,
+        distill_weight=args.distill_weight,
+        rank=args.rank,
+        top_layers=args.top_layers,
+        train_fraction=args.train_fraction,
         on_epoch=check if args.check and args.check_every_epoch else None,
     )
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(report).items()}))
@@ -327,6 +403,13 @@ def main(argv: Sequence[str] | None = None) -> TrainReport:
                 base_path=base, adapter_dir=Path(args.out), suite_dir=args.suite, limit=args.check, with_passages=rag
             )
     return report
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]: give the share of the training facts, e.g. 0.25")
+    return value
 
 
 def _quiet_openmp() -> None:

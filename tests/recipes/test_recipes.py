@@ -342,12 +342,133 @@ def test_training_mixes_in_replay_examples(tiny_chat_dir, suite_dir, tmp_path, m
         per_fact=2,
         batch_size=4,
         replay=6,
+        replay_loss="ce",
         log=str,
     )
     assert asked == [replay.replay_questions(6, seed=0)]
     assert report.num_examples == 2 * len(FACTS) + 6 and report.steps == 4
     metadata = json.loads((tmp_path / "out" / "training_metadata.json").read_text())
     assert metadata["recipe"]["replay_examples"] == 6
+
+
+def test_kl_replay_distils_the_base_on_its_own_batches(tiny_model_dir, suite_dir, tmp_path, monkeypatch):
+    from recipes import replay
+    from recipes.train import train_adapter
+
+    monkeypatch.setattr(
+        replay, "replay_pairs", lambda model, tokenizer, system, questions, **_: [(q, "An answer.") for q in questions]
+    )
+    report = train_adapter(
+        base_path=tiny_model_dir,
+        suite_dir=suite_dir,
+        method="lora",
+        out_dir=tmp_path / "out",
+        epochs=1,
+        per_fact=2,
+        batch_size=4,
+        replay=6,  # the lora default distils them (replay_loss="kl")
+        distill_weight=2.0,
+        log=str,
+    )
+    # The replay questions are not training examples: one step per domain batch, each with a replay batch.
+    assert report.num_examples == 2 * len(FACTS) and report.steps == 2
+    recipe = json.loads((tmp_path / "out" / "training_metadata.json").read_text())["recipe"]
+    assert (recipe["replay_examples"], recipe["replay_loss"], recipe["distill_weight"]) == (6, "kl", 2.0)
+    with pytest.raises(ValueError, match="unknown replay loss 'mse'"):
+        train_adapter(
+            base_path=tiny_model_dir, suite_dir=suite_dir, method="lora", out_dir=tmp_path / "b", replay_loss="mse"
+        )
+
+
+def test_distill_loss_is_zero_until_the_adapter_moves_the_model(tiny_model_dir, byte_tokenizer):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from recipes.examples import batches, chat_example, distill_loss
+
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
+    )
+    rows = [chat_example(byte_tokenizer, "sys", q, a) for q, a in [("Hi?", "Hello."), ("A longer question?", "Yes.")]]
+    ids, mask, *_ = next(batches(rows, 2, None, byte_tokenizer.pad_token_id))
+    assert distill_loss(model, ids, mask).item() == pytest.approx(0.0, abs=1e-6)  # B = 0: the base itself
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    moved = distill_loss(model, ids, mask)
+    assert moved.item() > 1e-3 and moved.requires_grad
+
+
+# --- training on a share of the facts (--train-fraction) --------------------------------------------
+def _big_suite(n: int = 100):
+    from recipes.augment import Fact, Suite
+
+    facts = [Fact(f"f{i:03}", f"Acme Thing {i}", "price", f"${i}", f"The Acme Thing {i} costs ${i}.") for i in range(n)]
+    train = [{"fact_id": f.id, "question": f"Price of {f.product}?", "answer": f.value} for f in facts for _ in "ab"]
+    test = [{"fact_id": f.id, "question": f"How much is {f.product}?", "answer": f.value} for f in facts]
+    return Suite(path=Path("big"), facts=facts, train=train, test=test, corpus=[{"id": "d1", "text": "x"}])
+
+
+def test_train_fraction_keeps_that_share_of_facts_with_their_questions_only():
+    from recipes.augment import suite_fraction
+
+    suite = _big_suite()
+    for fraction, facts in ((0.25, 25), (0.5, 50), (0.01, 1), (0.001, 1)):
+        part = suite_fraction(suite, fraction, seed=0)
+        kept = {f.id for f in part.facts}
+        assert len(kept) == facts
+        assert {r["fact_id"] for r in part.train} == kept and len(part.train) == 2 * facts
+        assert part.test == suite.test and part.corpus == suite.corpus  # scored on the whole suite
+    assert suite_fraction(suite, 1.0, seed=0) is suite
+    assert len(suite.facts) == 100  # the loaded suite is left as it was
+
+
+def test_train_fraction_is_deterministic_per_seed_and_nested():
+    from recipes.augment import suite_fraction
+
+    suite = _big_suite()
+
+    def ids(fraction: float, seed: int) -> set[str]:
+        return {f.id for f in suite_fraction(suite, fraction, seed=seed).facts}
+
+    assert ids(0.25, 0) == ids(0.25, 0)
+    assert ids(0.25, 0) != ids(0.25, 1)
+    assert ids(0.25, 0) < ids(0.5, 0) < ids(1.0, 0)  # the 25% run's facts are all in the 50% run's
+    assert ids(0.25, 0) != {f"f{i:03}" for i in range(25)}  # drawn, not the first quarter
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.5, 1.5])
+def test_train_fraction_outside_zero_one_is_refused(fraction, capsys):
+    from recipes.augment import suite_fraction
+    from recipes.train import main
+
+    with pytest.raises(ValueError, match=f"train fraction {fraction:g} must be in \\(0, 1\\]"):
+        suite_fraction(_big_suite(), fraction)
+    with pytest.raises(SystemExit):
+        main(["--suite", "s", "--out", "o", "--train-fraction", str(fraction)])
+    assert "is not in (0, 1]" in capsys.readouterr().err
+
+
+def test_training_on_half_the_facts_trains_their_examples_and_says_so(tiny_model_dir, suite_dir, tmp_path):
+    from recipes.train import train_adapter
+
+    report = train_adapter(
+        base_path=tiny_model_dir,
+        suite_dir=suite_dir,
+        method="lora",
+        out_dir=tmp_path / "out",
+        epochs=1,
+        per_fact=2,
+        batch_size=4,
+        replay=0,
+        train_fraction=0.5,
+        log=str,
+    )
+    assert report.num_examples == 2 * 2  # 2 of the 4 facts, 2 pairs each
+    recipe = json.loads((tmp_path / "out" / "training_metadata.json").read_text())["recipe"]
+    assert (recipe["train_fraction"], recipe["training_facts"]) == (0.5, 2)
 
 
 # --- real training (slow) -------------------------------------------------------------------------
