@@ -351,7 +351,7 @@ def test_training_mixes_in_replay_examples(tiny_chat_dir, suite_dir, tmp_path, m
     assert metadata["recipe"]["replay_examples"] == 6
 
 
-def test_kl_replay_distils_the_base_on_its_own_batches(tiny_model_dir, suite_dir, tmp_path, monkeypatch):
+def test_kl_replay_distils_the_base_on_its_own_batches(tiny_chat_dir, suite_dir, tmp_path, monkeypatch):
     from recipes import replay
     from recipes.train import train_adapter
 
@@ -359,7 +359,7 @@ def test_kl_replay_distils_the_base_on_its_own_batches(tiny_model_dir, suite_dir
         replay, "replay_pairs", lambda model, tokenizer, system, questions, **_: [(q, "An answer.") for q in questions]
     )
     report = train_adapter(
-        base_path=tiny_model_dir,
+        base_path=tiny_chat_dir,
         suite_dir=suite_dir,
         method="lora",
         out_dir=tmp_path / "out",
@@ -376,11 +376,11 @@ def test_kl_replay_distils_the_base_on_its_own_batches(tiny_model_dir, suite_dir
     assert (recipe["replay_examples"], recipe["replay_loss"], recipe["distill_weight"]) == (6, "kl", 2.0)
     with pytest.raises(ValueError, match="unknown replay loss 'mse'"):
         train_adapter(
-            base_path=tiny_model_dir, suite_dir=suite_dir, method="lora", out_dir=tmp_path / "b", replay_loss="mse"
+            base_path=tiny_chat_dir, suite_dir=suite_dir, method="lora", out_dir=tmp_path / "b", replay_loss="mse"
         )
 
 
-def test_distill_loss_is_zero_until_the_adapter_moves_the_model(tiny_model_dir, byte_tokenizer):
+def test_distill_loss_is_zero_until_the_adapter_moves_the_model(tiny_chat_dir, byte_tokenizer):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -388,7 +388,7 @@ def test_distill_loss_is_zero_until_the_adapter_moves_the_model(tiny_model_dir, 
     from recipes.examples import batches, chat_example, distill_loss
 
     model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
+        AutoModelForCausalLM.from_pretrained(tiny_chat_dir), LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
     )
     rows = [chat_example(byte_tokenizer, "sys", q, a) for q, a in [("Hi?", "Hello."), ("A longer question?", "Yes.")]]
     ids, mask, *_ = next(batches(rows, 2, None, byte_tokenizer.pad_token_id))
@@ -451,11 +451,11 @@ def test_train_fraction_outside_zero_one_is_refused(fraction, capsys):
     assert "is not in (0, 1]" in capsys.readouterr().err
 
 
-def test_training_on_half_the_facts_trains_their_examples_and_says_so(tiny_model_dir, suite_dir, tmp_path):
+def test_training_on_half_the_facts_trains_their_examples_and_says_so(tiny_chat_dir, suite_dir, tmp_path):
     from recipes.train import train_adapter
 
     report = train_adapter(
-        base_path=tiny_model_dir,
+        base_path=tiny_chat_dir,
         suite_dir=suite_dir,
         method="lora",
         out_dir=tmp_path / "out",
