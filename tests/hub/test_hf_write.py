@@ -432,7 +432,19 @@ args = TrainingArguments(
     report_to=[],
     use_cpu=True,
 )
-trainer = Trainer(model=model, args=args, train_dataset=data)
+
+
+# Each save's push ends before training goes on. The Trainer runs it in the background and
+# copies the next save into the folder being uploaded, or saves the final model there before
+# waiting for it (Trainer.push_to_hub): on a busy machine an upload then reads the next
+# weights, which is the Trainer's race, not the hub's.
+class OnePushAtATime(Trainer):
+    def _push_from_checkpoint(self, checkpoint_folder):
+        super()._push_from_checkpoint(checkpoint_folder)
+        self._finish_current_push()
+
+
+trainer = OnePushAtATime(model=model, args=args, train_dataset=data)
 trainer.train()
 trainer.push_to_hub(commit_message="end of training")
 """
@@ -443,8 +455,8 @@ trainer.push_to_hub(commit_message="end of training")
 def test_trainer_push_to_hub(live_server, tiny_base, tiny_base_dir, alice, tmp_path, strategy, monkeypatch):
     """``TrainingArguments(push_to_hub=True)``: the Trainer's pushes carry training_args.bin (a
     pickle) and its output folder; the hub tells the client to skip that state and keeps the
-    adapter. ``end``: one version, with the Trainer's card. ``every_save``: one per save (the
-    Trainer skips a save's push while the previous one uploads), then the final push, which adds
+    adapter. ``end``: one version, with the Trainer's card. ``every_save``: one per save (each
+    push ends before training goes on: see OnePushAtATime), then the final push, which adds
     the card to the last save's weights; with no worker free meanwhile, only the final push is
     evaluated (the older jobs are cancelled when claimed)."""
     from django.core.management import call_command
@@ -476,18 +488,11 @@ def test_trainer_push_to_hub(live_server, tiny_base, tiny_base_dir, alice, tmp_p
     if strategy == "end":
         assert len(versions) == 1
     else:
-        # The Trainer pushes each save in the background and skips a save's push while the
-        # previous one is still uploading (Trainer._push_from_checkpoint), so on a busy machine
-        # step 4's push may be skipped; the final push then carries step 4's weights itself.
         titles = [v["commit_title"] for v in versions]
-        assert titles in (
-            ["Training in progress, step 2", "Training in progress, step 4", "end of training"],
-            ["Training in progress, step 2", "end of training"],
-        )
-        weights = [{f["path"]: f["sha256"] for f in v["files"]}["adapter_model.safetensors"] for v in versions]
-        assert weights[0] != weights[-1], "the final push must carry the weights trained after step 2"
-        if len(versions) == 3:
-            assert weights[1] == weights[2], "the final push adds the card to step 4's weights"
+        assert titles == ["Training in progress, step 2", "Training in progress, step 4", "end of training"]
+        step2, step4, final = ({f["path"]: f["sha256"] for f in v["files"]} for v in versions)
+        assert step2["adapter_model.safetensors"] != step4["adapter_model.safetensors"]
+        assert final["adapter_model.safetensors"] == step4["adapter_model.safetensors"]
     assert len(queued) == len(versions)  # one job per version (one active domain suite)
     started = [lifecycle.job_start(job_id=pk) for pk in queued]
     assert [job.version.number if job else None for job in started] == [None] * (len(versions) - 1) + [last["version"]]
