@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from django.http import StreamingHttpResponse
 
 
+# response.close() sends request_finished, whose handler checks this thread's database
+# connection (left open by an earlier test on SQLite): allowed here.
+@pytest.mark.django_db
 def test_a_synchronous_stream_is_sent_as_it_is_read_and_then_closed():
     from config.asgi import HubASGIHandler
 
