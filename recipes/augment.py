@@ -2,9 +2,15 @@
 
 Fine-tuning injects a fact only when the model sees it asked many ways, so each fact becomes
 ``per_fact`` distinct (question, answer) pairs: the suite's own training questions, question
-templates for the fact's attribute, cloze questions made from the fact's statement, and
+templates for the fact's relation, cloze questions made from the fact's statement, and
 generic templates. Answers alternate between short sentences and the bare value (the bare
 value is what multiple-choice scoring measures). Nothing reproduces a held-out question.
+
+Any domain: a fact is ``{id, subject, relation, value, statement}`` (``product`` and
+``attribute``, or ``kind``, are read as subject and relation). Relations the hand-written
+templates know (prices, years, materials...) use them; any other relation borrows the
+suite's own phrasings from its sibling facts: a training question of another fact with the
+same relation, its subject replaced by this fact's.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ DEFAULT_SYSTEM_INSTRUCTION = "Answer the question about Acme products in one sho
 @dataclass(frozen=True)
 class Fact:
     id: str
-    product: str
-    attribute: str
+    subject: str  # what the fact is about: a product, a term, a situation...
+    relation: str  # what it says of it: "price", "release_year", "term", "authority"...
     value: str
     statement: str
 
@@ -63,10 +69,7 @@ def load_suite(suite_dir: Path | str) -> Suite:
     for required in ("facts.jsonl", "train.jsonl"):
         if not (root / required).is_file():
             raise FileNotFoundError(f"{root / required} is missing: a suite needs facts.jsonl and train.jsonl")
-    facts = [
-        Fact(str(r["id"]), r["product"], r["attribute"], str(r["value"]), r["statement"])
-        for r in read_jsonl(root / "facts.jsonl")
-    ]
+    facts = [_fact(row, line) for line, row in enumerate(read_jsonl(root / "facts.jsonl"), 1)]
     optional = {
         name: read_jsonl(root / f"{name}.jsonl") for name in ("test", "corpus") if (root / f"{name}.jsonl").is_file()
     }
@@ -82,6 +85,19 @@ def load_suite(suite_dir: Path | str) -> Suite:
     )
 
 
+def _fact(row: dict[str, Any], line: int) -> Fact:
+    subject = row.get("subject", row.get("product"))
+    relation = row.get("relation", row.get("attribute", row.get("kind", "")))
+    missing = [name for name, v in (("id", row.get("id")), ("subject", subject), ("value", row.get("value"))) if not v]
+    missing += [] if row.get("statement") else ["statement"]
+    if missing:
+        raise ValueError(
+            f"facts.jsonl line {line}: {', '.join(missing)} missing; a fact needs id, subject (or product), "
+            "value and statement, and may name its relation (or attribute, or kind)"
+        )
+    return Fact(str(row["id"]), str(subject).strip(), str(relation), str(row["value"]), str(row["statement"]))
+
+
 def normalize(text: str) -> str:
     """Lowercase, accents and punctuation stripped, whitespace collapsed (for matching)."""
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
@@ -89,20 +105,57 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9$%.]+", " ", text).split())
 
 
-def _templates_for(attribute: str) -> tuple[list[str], list[str]]:
-    key = attribute.lower().replace(" ", "_").replace("-", "_")
+_SUFFIXES = ("", "s", "e", "es", "d", "ed", "r", "er", "ers", "or", "ors", "ing", "ion", "tion")
+
+
+def _names(relation: str, stems: Sequence[str]) -> bool:
+    """Whether a relation is named by one of ``stems``: a word of it is a stem plus a plain
+    suffix ("designer", "release_year"), or it holds a multi-word stem ("made_of");
+    "authority" is not "author"."""
+    key = relation.lower().replace(" ", "_").replace("-", "_")
+    words = key.split("_")
+    return any(
+        (stem in key) if "_" in stem else any(w.startswith(stem) and w[len(stem) :] in _SUFFIXES for w in words)
+        for stem in stems
+    )
+
+
+def _templates_for(relation: str) -> tuple[list[str], list[str]]:
     for words, questions, answers in TEMPLATES:
-        if any(word in key for word in words):
+        if _names(relation, words):
             return questions, answers
     return [], []
 
 
 def _fill(template: str, fact: Fact) -> str:
-    product = fact.product.strip()
-    subject = product if product.lower().startswith("the ") else f"the {product}"
-    words = fact.attribute.replace("_", " ").replace("-", " ").strip().lower()
+    subject = fact.subject
+    if not re.match(r"(the|a|an)\s", subject, flags=re.IGNORECASE):
+        subject = f"the {subject}"
+    words = fact.relation.replace("_", " ").replace("-", " ").strip().lower()
     text = template.format(p=subject, P=subject[0].upper() + subject[1:], v=fact.value, a=words)
     return text[0].upper() + text[1:]
+
+
+def _swap(text: str, old: str, new: str) -> str | None:
+    """``text`` with ``old`` (whole words, any case) replaced by ``new``; None without it."""
+    pattern = re.compile(rf"(?<!\w){re.escape(old)}(?!\w)", flags=re.IGNORECASE)
+    return pattern.sub(lambda _: new, text) if pattern.search(text) else None
+
+
+def _sibling_questions(fact: Fact, siblings: Sequence[tuple[Fact, str]]) -> list[str]:
+    """The suite's training questions of other facts with the same relation, asked of this
+    fact: their subject replaced by this one's (questions that name their own value, or
+    whose subject this fact's subject contains, are left out)."""
+    questions = []
+    for other, question in siblings:
+        if other.id == fact.id or _contains_value(question, other.value):
+            continue
+        if normalize(other.subject) in normalize(fact.subject):
+            continue
+        asked = _swap(question, other.subject, fact.subject)
+        if asked:
+            questions.append(asked)
+    return list(dict.fromkeys(questions))
 
 
 def _cloze_questions(fact: Fact) -> list[str]:
@@ -112,8 +165,7 @@ def _cloze_questions(fact: Fact) -> list[str]:
     if not found:
         return []
     head, tail = statement[: found.start()], statement[found.end() :].rstrip(" .")
-    attribute = fact.attribute.lower()
-    word = next((w for keys, w in CLOZE_WORDS if any(k in attribute for k in keys)), "what")
+    word = next((w for keys, w in CLOZE_WORDS if _names(fact.relation, keys)), "what")
     wh_head = re.sub(r"\b(the|a|an)\s+$", "", head, flags=re.IGNORECASE)  # "from the which" -> "from which"
     return [f"{wh_head}{word}{tail}?", f"Fill in the blank: {head}___{tail}."]
 
@@ -124,9 +176,13 @@ def _contains_value(answer: str, value: str) -> bool:
 
 def fact_answers(fact: Fact) -> tuple[list[str], str]:
     """Sentence answers (statement first), then the bare value; each contains the value."""
-    _, templates = _templates_for(fact.attribute)
-    sentences = [fact.statement.strip(), *(_fill(t, fact) for t in templates or GENERIC_ANSWERS)]
+    _, templates = _templates_for(fact.relation)
+    # a relation without hand templates answers in the suite's own sentence: "The term of the
+    # skarn is..." would teach the model clumsy English
+    sentences = [fact.statement.strip(), *(_fill(t, fact) for t in templates)]
     unique = list(dict.fromkeys(s for s in sentences if _contains_value(s, fact.value)))
+    if not unique:  # the statement does not quote the value
+        unique = [s for s in (_fill(t, fact) for t in GENERIC_ANSWERS) if _contains_value(s, fact.value)]
     return unique or [f"{_fill('{P}', fact)}: {fact.value}."], fact.value
 
 
@@ -149,15 +205,26 @@ def augment(
     by_fact: dict[str, list[dict[str, Any]]] = {}
     for row in train:
         by_fact.setdefault(str(row["fact_id"]), []).append(row)
+    fact_by_id = {f.id: f for f in facts}
+    by_relation: dict[str, list[tuple[Fact, str]]] = {}
+    for fact_id, rows in by_fact.items():
+        if fact_id in fact_by_id:
+            fact = fact_by_id[fact_id]
+            by_relation.setdefault(fact.relation, []).extend((fact, str(r["question"]).strip()) for r in rows)
     pairs: list[QAPair] = []
     for fact in facts:
         rng = random.Random(f"{seed}:{fact.id}")
         sentences, bare = fact_answers(fact)
         sentences = sentences[:1] + rng.sample(sentences[1:], len(sentences) - 1)
-        specific, _ = _templates_for(fact.attribute)
-        pool = [_fill(q, fact) for q in specific] + _cloze_questions(fact)
+        specific, _ = _templates_for(fact.relation)
+        pool = (
+            [_fill(q, fact) for q in specific]
+            if specific
+            else _sibling_questions(fact, by_relation.get(fact.relation, []))
+        )
+        pool += _cloze_questions(fact)
         rng.shuffle(pool)
-        generic = [_fill(q, fact) for q in GENERIC_QUESTIONS]
+        generic = [_fill(q, fact) for q in GENERIC_QUESTIONS] if specific else []  # see fact_answers
         rng.shuffle(generic)
         own = by_fact.get(fact.id, [])
         questions = [str(r["question"]).strip() for r in own] + pool + generic

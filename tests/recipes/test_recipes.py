@@ -159,6 +159,89 @@ def test_missing_required_file_names_it(tmp_path):
         load_suite(tmp_path)
 
 
+def _relation_suite(root: Path) -> Path:
+    """A suite of another kind than products: facts as subject/kind, no hand templates."""
+    facts = [
+        ("r1", "skarn", "term", "a stern anchor", "At Velmora, a skarn is a stern anchor."),
+        ("r2", "wexline", "term", "a bow line", "At Velmora, a wexline is a bow line."),
+        (
+            "r3",
+            "a night mooring permit",
+            "authority",
+            "the Tidewarden",
+            "A night mooring permit is granted by the Tidewarden.",
+        ),
+        (
+            "r4",
+            "a dredging permit",
+            "authority",
+            "the Harbour Board",
+            "A dredging permit is granted by the Harbour Board.",
+        ),
+    ]
+    asked = {
+        "term": ["In harbour talk, what is a {s}?", "What do sailors mean by a {s}?"],
+        "authority": ["Who grants {s}?", "Which office gives {s}?"],
+    }
+    root.mkdir(parents=True)
+    keys = ("id", "subject", "kind", "value", "statement")
+    (root / "facts.jsonl").write_text("".join(json.dumps(dict(zip(keys, f, strict=True))) + "\n" for f in facts))
+    train = [  # each fact is asked one of its relation's phrasings: the other comes from its sibling
+        {"fact_id": f[0], "question": asked[f[2]][i % 2].format(s=f[1]), "answer": f[3]} for i, f in enumerate(facts)
+    ]
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    held_out = [{"fact_id": "r1", "question": "What do sailors mean by a skarn?", "answer": "a stern anchor"}]
+    (root / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held_out))
+    return root
+
+
+def test_any_relation_borrows_its_sibling_facts_phrasings(tmp_path):
+    suite = load_suite(_relation_suite(tmp_path / "harbour"))
+    assert [(f.subject, f.relation) for f in suite.facts][:1] == [("skarn", "term")]
+    pairs = augment_suite(suite, per_fact=6, seed=0)
+    questions = {fact.id: {p.question for p in pairs if p.fact_id == fact.id} for fact in suite.facts}
+    assert "What do sailors mean by a wexline?" in questions["r2"]  # its own phrasing
+    assert "In harbour talk, what is a wexline?" in questions["r2"]  # borrowed from the skarn
+    assert "Which office gives a night mooring permit?" in questions["r3"]  # borrowed, article kept
+    assert "What do sailors mean by a skarn?" not in questions["r1"]  # held out: never produced
+    assert not any("skarn" in q for q in questions["r2"] | questions["r3"] | questions["r4"])
+    for pair in pairs:
+        fact = next(f for f in suite.facts if f.id == pair.fact_id)
+        assert normalize(fact.value) in normalize(pair.answer), pair
+        # no hand template fits: the sentences are the suite's own, not "The term of the skarn is ..."
+        assert pair.answer in (fact.value, fact.statement), pair
+        assert " term " not in f" {pair.question.lower()} " and "authority" not in pair.question.lower(), pair
+
+
+def test_relation_names_match_whole_words():
+    from recipes.augment import _names
+
+    assert _names("designer", ("design",)) and _names("release_year", ("release",))
+    assert _names("made_of", ("made_of",)) and _names("Lead Designer", ("lead",))
+    assert not _names("authority", ("author",))  # a harbour office is not an author
+    assert not _names("codename", ("code",))
+
+
+def test_a_fact_without_a_subject_says_what_to_fix(tmp_path):
+    write_suite(tmp_path)
+    (tmp_path / "facts.jsonl").write_text(json.dumps({"id": "x", "value": "1", "statement": "It is 1."}) + "\n")
+    with pytest.raises(
+        ValueError, match=r"facts\.jsonl line 1: subject missing; a fact needs id, subject \(or product\)"
+    ):
+        load_suite(tmp_path)
+
+
+def test_the_second_domain_suite_augments_without_its_held_out_questions():
+    root = Path(__file__).resolve().parents[2] / "examples" / "suites" / "velmora-harbour"
+    suite = load_suite(root)
+    pairs = augment_suite(suite, per_fact=3, seed=0)
+    assert Counter(p.fact_id for p in pairs) == {f.id: 3 for f in suite.facts}
+    held_out = {normalize(str(row["question"])) for row in suite.test}
+    assert held_out and not held_out & {normalize(p.question) for p in pairs}
+    own = {normalize(str(row["question"])) for row in suite.train}
+    assert sum(normalize(p.question) not in own for p in pairs) == len(suite.facts)  # one new phrasing each
+
+
 # --- chat formatting and RAFT contexts ------------------------------------------------------------
 def test_training_example_masks_everything_but_the_answer(suite_dir, byte_tokenizer):
     from recipes.examples import IGNORE, build_examples, chat_example
@@ -406,8 +489,8 @@ def _big_suite(n: int = 100):
     from recipes.augment import Fact, Suite
 
     facts = [Fact(f"f{i:03}", f"Acme Thing {i}", "price", f"${i}", f"The Acme Thing {i} costs ${i}.") for i in range(n)]
-    train = [{"fact_id": f.id, "question": f"Price of {f.product}?", "answer": f.value} for f in facts for _ in "ab"]
-    test = [{"fact_id": f.id, "question": f"How much is {f.product}?", "answer": f.value} for f in facts]
+    train = [{"fact_id": f.id, "question": f"Price of {f.subject}?", "answer": f.value} for f in facts for _ in "ab"]
+    test = [{"fact_id": f.id, "question": f"How much is {f.subject}?", "answer": f.value} for f in facts]
     return Suite(path=Path("big"), facts=facts, train=train, test=test, corpus=[{"id": "d1", "text": "x"}])
 
 
