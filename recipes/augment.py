@@ -26,7 +26,8 @@ from typing import Any
 
 from .templates import CLOZE_WORDS, GENERIC_ANSWERS, GENERIC_QUESTIONS, TEMPLATES
 
-DEFAULT_SYSTEM_INSTRUCTION = "Answer the question about Acme products in one short sentence."
+# used only when a suite's suite.json names no system_instruction
+DEFAULT_SYSTEM_INSTRUCTION = "Answer the question in one short sentence."
 
 
 @dataclass(frozen=True)
