@@ -16,24 +16,15 @@ greedily by the base itself before training (see ``replay.py``). With ``--replay
 ``distill_weight`` x KL(base || adapter) over every token of the sequences, the teacher
 being the same model with its adapter disabled (no second copy), so the adapter keeps the
 base's whole next-token distribution there, not just its greedy answer. ``--replay-loss ce``
-trains on the answers as plain examples instead. Measured on acme-products, full suites,
-the KL rows scored and judged as the hub does (``scripts/recipe-verdict``: the evaluator's runner, the
-paired bootstrap and ``evaluator.policy.decide``, whose default judges the interval's
-bounds); base: domain 0.125, general 0.795. See the README for the table:
+trains on the answers as plain examples instead.
 
-- no replay (lr 2e-3, 3 epochs): acme_mc 0.62, acme_qa 0.43, general 0.66 (13.5 points);
-- CE replay, 160 questions (148 kept): acme_mc 0.70, acme_qa 0.43, general 0.70 (9.5
-  points); 2 epochs gave 7.5 points but only 0.315 domain; attention-only targets forget
-  more (general 0.56);
-- KL replay, weight 1: acme_mc 0.69, acme_qa 0.54, general 0.765: 3.0 points of
-  forgetting, 95% interval -1.0 to +7.0, rejected on the upper bound (limit 5);
-- KL replay, weight 1, LoRA on the top half of the layers only: acme_mc 0.57, acme_qa
-  0.35, general 0.75: 4.5 points (+1.5 to +7.5), worse on both axes;
-- KL replay, weight 4: acme_mc 0.67, acme_qa 0.44, general 0.765: 3.0 points (0.0 to
-  +6.5), rejected; less domain for the same forgetting.
-
-No setting measured yet passes the suite's forgetting rule; KL at weight 1 is the default
-as the best on both axes (the CE rows above are earlier point estimates).
+Measured on two domains (acme-products and examples/suites/velmora-harbour), scored and
+judged as the hub does (``scripts/recipe-verdict``: the evaluator's runner, the paired
+bootstrap and ``evaluator.policy.decide``); the README has the table. At rank 16 with KL
+replay the acme adapter forgets 3.0 points, 95% interval -1.0 to +7.0, rejected on the
+upper bound (limit 5), and 4.5 points at rank 8; at rank 4 (the default) it forgets none (-3.5 to +2.5) and is
+accepted with domain 0.355 (minimum 0.35). Velmora's adapter is accepted at rank 16
+(domain 0.894, forgetting 0.0) and at rank 4 (domain 0.856, forgetting +0.5, -2.0 to +3.5).
 """
 
 from __future__ import annotations
