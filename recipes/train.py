@@ -149,10 +149,16 @@ def train_adapter(
     trainable, total = model.get_nb_trainable_parameters()
     steps_per_epoch = math.ceil(len(examples) / batch_size)
     total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    shape = (
+        f"rank {recipe.rank}, top {recipe.top_layers:g} of the layers"
+        if recipe.make_config is lora_config
+        else f"{recipe.virtual_tokens} virtual tokens"
+    )
     log(
         f"{method}: {len(examples)} examples ({per_fact} per fact, {len(suite.facts)} facts), {trainable:,} "
-        f"trainable of {total:,} params (rank {recipe.rank}, top {recipe.top_layers:g} of the layers), batch "
-        f"{batch_size}, lr {lr:g}, {epochs} epochs = {total_steps} steps, replay loss {recipe.replay_loss}"
+        f"trainable of {total:,} params ({shape}), batch {batch_size}, lr {lr:g}, {epochs} epochs = "
+        f"{total_steps} steps"
+        + (f", replay loss {recipe.replay_loss}" if replay_examples else "")
         + (f" x {recipe.distill_weight:g}" if recipe.replay_loss == "kl" and replay_examples else "")
     )
     kl = recipe.replay_loss == "kl" and bool(replay_examples)  # --replay 0: nothing to distil
