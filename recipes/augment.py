@@ -89,8 +89,8 @@ def load_suite(suite_dir: Path | str) -> Suite:
 def _fact(row: dict[str, Any], line: int) -> Fact:
     subject = row.get("subject", row.get("product"))
     relation = row.get("relation", row.get("attribute", row.get("kind", "")))
-    missing = [name for name, v in (("id", row.get("id")), ("subject", subject), ("value", row.get("value"))) if not v]
-    missing += [] if row.get("statement") else ["statement"]
+    given = {"id": row.get("id"), "subject": subject, "value": row.get("value"), "statement": row.get("statement")}
+    missing = [name for name, v in given.items() if v is None or not str(v).strip()]  # a value may be 0
     if missing:
         raise ValueError(
             f"facts.jsonl line {line}: {', '.join(missing)} missing; a fact needs id, subject (or product), "

@@ -22,8 +22,8 @@ Measured on two domains (acme-products and examples/suites/velmora-harbour), sco
 judged as the hub does (``scripts/recipe-verdict``: the evaluator's runner, the paired
 bootstrap and ``evaluator.policy.decide``); the README has the table. At rank 16 with KL
 replay the acme adapter forgets 3.0 points, 95% interval -1.0 to +7.0, rejected on the
-upper bound (limit 5), and 4.5 points at rank 8; at rank 4 (the default) it forgets none (-3.5 to +2.5) and is
-accepted with domain 0.355 (minimum 0.35). Velmora's adapter is accepted at rank 16
+upper bound (limit 5), and 4.5 points at rank 8; at rank 4 (the default) it forgets none
+(-3.5 to +2.5) and is accepted with domain 0.355 (minimum 0.35). Velmora's adapter is accepted at rank 16
 (domain 0.894, forgetting 0.0) and at rank 4 (domain 0.856, forgetting +0.5, -2.0 to +3.5).
 """
 
@@ -149,6 +149,7 @@ def train_adapter(
     trainable, total = model.get_nb_trainable_parameters()
     steps_per_epoch = math.ceil(len(examples) / batch_size)
     total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    kl = recipe.replay_loss == "kl" and bool(replay_examples)  # --replay 0: nothing to distil
     shape = (
         f"rank {recipe.rank}, top {recipe.top_layers:g} of the layers"
         if recipe.make_config is lora_config
@@ -159,9 +160,8 @@ def train_adapter(
         f"trainable of {total:,} params ({shape}), batch {batch_size}, lr {lr:g}, {epochs} epochs = "
         f"{total_steps} steps"
         + (f", replay loss {recipe.replay_loss}" if replay_examples else "")
-        + (f" x {recipe.distill_weight:g}" if recipe.replay_loss == "kl" and replay_examples else "")
+        + (f" x {recipe.distill_weight:g}" if kl else "")
     )
-    kl = recipe.replay_loss == "kl" and bool(replay_examples)  # --replay 0: nothing to distil
     distill = _cycle_batches(replay_examples, batch_size, seed, pad_id) if kl else None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)

@@ -231,6 +231,17 @@ def test_a_fact_without_a_subject_says_what_to_fix(tmp_path):
         load_suite(tmp_path)
 
 
+def test_a_fact_whose_value_is_zero_is_kept_and_a_blank_statement_is_refused(tmp_path):
+    write_suite(tmp_path)
+    row = {"id": "z", "subject": "the night speed limit", "relation": "limit", "value": 0}
+    (tmp_path / "facts.jsonl").write_text(json.dumps({**row, "statement": "The night speed limit is 0 knots."}) + "\n")
+    [fact] = load_suite(tmp_path).facts
+    assert (fact.subject, fact.relation, fact.value) == ("the night speed limit", "limit", "0")
+    (tmp_path / "facts.jsonl").write_text(json.dumps({**row, "statement": "  "}) + "\n")
+    with pytest.raises(ValueError, match=r"facts\.jsonl line 1: statement missing"):
+        load_suite(tmp_path)
+
+
 def test_the_second_domain_suite_augments_without_its_held_out_questions():
     root = Path(__file__).resolve().parents[2] / "examples" / "suites" / "velmora-harbour"
     suite = load_suite(root)
